@@ -1,0 +1,365 @@
+"""Composition: many processes, one shared state, one vector field.
+
+:class:`Composite` checks the wiring of its processes when it is built (before any
+tracing), orders derived quantities by their dependencies, and turns the whole model
+into a single function ``f(t, y, args)`` for :func:`diffrax.diffeqsolve`. A composite is
+itself a process, so composites nest: the processes of inner composites are flattened
+into the outer one and wired together there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike
+
+from ._custom_types import Path, State
+from ._errors import ModelError, WiringError
+from ._process import (
+    AbstractContinuousProcess,
+    AbstractDerivedProcess,
+    AbstractProcess,
+    Ports,
+    describe_paths,
+)
+from ._state import StateSpec, StateView, Var, _suggest, flatten_state, nest_state, path_str
+
+
+def _label(p: AbstractProcess) -> str:
+    return f"{type(p).__name__} {p.name!r}"
+
+
+def _leaves(processes: Sequence[AbstractProcess]) -> list[AbstractProcess]:
+    out: list[AbstractProcess] = []
+    for p in processes:
+        if isinstance(p, Composite):
+            out.extend(_leaves(p.children))
+        elif isinstance(p, AbstractProcess):
+            out.append(p)
+        else:
+            raise WiringError(
+                f"A composite takes jaxcell processes; got {type(p).__name__} ({p!r:.80})."
+            )
+    return out
+
+
+def _wire(leaves: Sequence[AbstractProcess]):
+    """Check the declarations of ``leaves`` against each other.
+
+    Returns the spec, the external reads/changes, and the order of derived processes.
+    """
+    names: dict[str, AbstractProcess] = {}
+    for p in leaves:
+        if not isinstance(p.name, str) or not p.name:
+            raise WiringError(f"{type(p).__name__}: a process needs a non-empty name.")
+        if p.name in names:
+            raise WiringError(
+                f"Two processes are named {p.name!r} ({_label(names[p.name])} and "
+                f"{_label(p)}); names must be unique within a model."
+            )
+        names[p.name] = p
+
+    ports: list[Ports] = [p.ports() for p in leaves]
+    owner: dict[Path, int] = {}
+    setter: dict[Path, int] = {}
+    var_of: dict[Path, Var] = {}
+    for i, (p, pt) in enumerate(zip(leaves, ports)):
+        for path, var in pt.owns.items():
+            if path in owner:
+                raise WiringError(
+                    f"{_label(p)} and {_label(leaves[owner[path]])} both own "
+                    f"{path_str(path)!r}; a state variable has exactly one owner (use "
+                    f"'changes' to add to another process's variable)."
+                )
+            owner[path] = i
+            var_of[path] = var
+        for path, var in pt.sets.items():
+            if path in setter:
+                raise WiringError(
+                    f"{_label(p)} and {_label(leaves[setter[path]])} both set "
+                    f"{path_str(path)!r}; a derived variable has exactly one setter."
+                )
+            setter[path] = i
+            var_of.setdefault(path, var)
+    for path in set(owner) & set(setter):
+        raise WiringError(
+            f"{path_str(path)!r} is owned (integrated) by {_label(leaves[owner[path]])} "
+            f"and also set (derived) by {_label(leaves[setter[path]])}."
+        )
+
+    provided = set(owner) | set(setter)
+    external_reads: dict[Path, Var | None] = {}
+    external_changes: list[Path] = []
+    deps: dict[int, set[int]] = {}
+    for i, (p, pt) in enumerate(zip(leaves, ports)):
+        for path, want in pt.reads.items():
+            if path not in provided:
+                external_reads.setdefault(path, want)
+                continue
+            have = var_of[path]
+            if want is not None and want.shape != have.shape:
+                prov = leaves[owner.get(path, setter.get(path, 0))]
+                raise WiringError(
+                    f"{_label(p)} reads {path_str(path)!r} with shape {want.shape}, but "
+                    f"{_label(prov)} provides it with shape {have.shape}."
+                )
+            if path in setter and isinstance(p, AbstractDerivedProcess):
+                deps.setdefault(i, set()).add(setter[path])
+        for path in pt.changes:
+            if path in setter:
+                raise WiringError(
+                    f"{_label(p)} changes {path_str(path)!r}, which is a derived variable "
+                    f"set by {_label(leaves[setter[path]])}; only owned (integrated) "
+                    f"variables have derivatives."
+                )
+            if path not in owner and path not in external_changes:
+                external_changes.append(path)
+
+    # Topological order of derived processes (Kahn), with a clear message on cycles.
+    derived = [i for i, p in enumerate(leaves) if isinstance(p, AbstractDerivedProcess)]
+    order: list[int] = []
+    remaining = set(derived)
+    while remaining:
+        ready = sorted(i for i in remaining if not (deps.get(i, set()) & remaining) - {i})
+        if not ready:
+            cyc = ", ".join(_label(leaves[i]) for i in sorted(remaining))
+            raise WiringError(f"Derived quantities depend on each other in a cycle: {cyc}.")
+        for i in ready:
+            if i in deps.get(i, set()):
+                raise WiringError(f"{_label(leaves[i])} reads a variable it sets itself.")
+        order.extend(ready)
+        remaining -= set(ready)
+
+    owned = tuple(sorted(((p, var_of[p]) for p in owner), key=lambda x: x[0]))
+    derived_vars = tuple(sorted(((p, var_of[p]) for p in setter), key=lambda x: x[0]))
+    spec = StateSpec(owned=owned, derived=derived_vars)
+    allowed = []
+    for pt in ports:
+        allowed.append(
+            tuple(sorted(set(pt.reads) | set(pt.owns) | set(pt.changes) | set(pt.sets)))
+        )
+    writable = [tuple(sorted(set(pt.owns) | set(pt.changes))) for pt in ports]
+    return spec, external_reads, tuple(external_changes), tuple(order), allowed, writable
+
+
+class Composite(AbstractProcess):
+    """A model made of processes that share one state.
+
+    Building a composite checks that every path read is provided, that no variable has
+    two owners or two setters, that shapes agree, and that derived quantities have no
+    cycle; each error names the process and the path.
+
+    Arguments:
+        processes: the processes (or composites) to combine.
+        name: a name for the composite (used when it is nested in another).
+
+    Example:
+        >>> import jaxcell as jc
+        >>> growth = jc.ODE("cells", {"n": 1.0}, lambda t, y, p: {"n": p["r"] * y["n"]},
+        ...                 parameters={"r": 1.0})
+        >>> harvest = jc.Coupling("harvest", lambda t, x, p: {"n": -p["h"] * x["n"]},
+        ...                       changes={"n": "molecular/cells/n"},
+        ...                       parameters={"h": 0.25})
+        >>> model = jc.Composite([growth, harvest])
+        >>> sorted(model.parameters())
+        ['cells.r', 'harvest.h']
+    """
+
+    name: str
+    children: tuple[AbstractProcess, ...]
+    spec: StateSpec = eqx.field(static=True)
+    external_reads: tuple[tuple[Path, Var | None], ...] = eqx.field(static=True)
+    external_changes: tuple[Path, ...] = eqx.field(static=True)
+    derived_order: tuple[int, ...] = eqx.field(static=True)
+    allowed: tuple[tuple[Path, ...], ...] = eqx.field(static=True)
+    writable: tuple[tuple[Path, ...], ...] = eqx.field(static=True)
+
+    def __init__(self, processes: Sequence[AbstractProcess], name: str = "model"):
+        if isinstance(processes, AbstractProcess):
+            processes = [processes]
+        self.name = name
+        self.children = tuple(processes)
+        leaves = _leaves(self.children)
+        if not leaves:
+            raise WiringError(f"Composite {name!r} has no processes.")
+        spec, ext_reads, ext_changes, order, allowed, writable = _wire(leaves)
+        self.spec = spec
+        self.external_reads = tuple(ext_reads.items())
+        self.external_changes = ext_changes
+        self.derived_order = order
+        self.allowed = tuple(allowed)
+        self.writable = tuple(writable)
+
+    # -- process interface -------------------------------------------------------------
+    @property
+    def leaves(self) -> list[AbstractProcess]:
+        """The non-composite processes, flattened in order."""
+        return _leaves(self.children)
+
+    def ports(self) -> Ports:
+        return Ports(
+            owns=dict(self.spec.owned),
+            reads=dict(self.external_reads),
+            changes=self.external_changes,
+            sets=dict(self.spec.derived),
+        )
+
+    def initial_values(self) -> dict[Path, Array]:
+        out: dict[Path, Array] = {}
+        for p in self.leaves:
+            declared = p.ports().owns
+            for path, value in p.initial_values().items():
+                value = jnp.asarray(value)
+                if path not in declared:
+                    raise WiringError(
+                        f"{_label(p)} gave an initial value for {path_str(path)!r}, "
+                        f"which it does not own."
+                    )
+                if value.shape != declared[path].shape:
+                    raise WiringError(
+                        f"{_label(p)}: initial value of {path_str(path)!r} has shape "
+                        f"{value.shape}; declared {declared[path].shape}."
+                    )
+                out[path] = value
+            missing = set(declared) - set(out)
+            if missing:
+                raise WiringError(
+                    f"{_label(p)} owns {describe_paths(sorted(missing))} but gave no "
+                    f"initial value."
+                )
+        return out
+
+    def parameters(self) -> dict[str, Array]:
+        """All parameters as ``{"process.parameter": value}``."""
+        return {f"{p.name}.{k}": v for p in self.leaves for k, v in p.parameters().items()}
+
+    def replace_parameters(self, values: Mapping[str, ArrayLike]) -> Composite:
+        """A copy with parameters replaced, by ``"process.parameter"`` name."""
+        by_proc: dict[str, dict[str, ArrayLike]] = {}
+        known = {p.name for p in self.leaves}
+        for key, v in values.items():
+            proc, _, pname = key.partition(".")
+            if proc not in known or not pname:
+                raise ModelError(
+                    f"No parameter {key!r} in composite {self.name!r}: names are "
+                    f"'process.parameter'; processes are {sorted(known)}."
+                    f"{_suggest(key, self.parameters())}"
+                )
+            by_proc.setdefault(proc, {})[pname] = v
+
+        def rebuild(children):
+            out = []
+            for c in children:
+                if isinstance(c, Composite):
+                    out.append(Composite(rebuild(c.children), name=c.name))
+                elif c.name in by_proc:
+                    out.append(c.replace_parameters(by_proc[c.name]))
+                else:
+                    out.append(c)
+            return out
+
+        return Composite(rebuild(self.children), name=self.name)
+
+    # -- simulation ----------------------------------------------------------------------
+    def check_closed(self) -> None:
+        """Raise :class:`WiringError` unless every read and change is provided inside."""
+        known = [path_str(p) for p in self.spec.paths]
+        for path, _ in self.external_reads:
+            users = [
+                _label(p) for p in self.leaves if path in p.ports().reads
+            ]
+            raise WiringError(
+                f"{', '.join(users)} read {path_str(path)!r}, which no process owns or "
+                f"sets.{_suggest(path_str(path), known)}"
+            )
+        for path in self.external_changes:
+            users = [_label(p) for p in self.leaves if path in p.ports().changes]
+            raise WiringError(
+                f"{', '.join(users)} change {path_str(path)!r}, which no process owns."
+                f"{_suggest(path_str(path), known)}"
+            )
+
+    def initial_state(self) -> State:
+        """The initial state pytree of the owned variables."""
+        return nest_state(self.initial_values())
+
+    def derive(self, t: Array, y: State, args: Any = None) -> dict[Path, Array]:
+        """The full state (owned and derived variables) as a flat ``{path: value}``."""
+        flat = dict(flatten_state(y))
+        leaves = self.leaves
+        for i in self.derived_order:
+            proc = leaves[i]
+            view = StateView(flat, self.allowed[i], proc.name)
+            out = proc.compute(t, view, args)  # pyright: ignore
+            sets = proc.ports().sets
+            for path, value in out.items():
+                if path not in sets:
+                    raise WiringError(
+                        f"{_label(proc)} returned {path_str(path)!r}, which it does not "
+                        f"declare in 'sets'."
+                    )
+                value = jnp.asarray(value)
+                if value.shape != sets[path].shape:
+                    raise WiringError(
+                        f"{_label(proc)} computed {path_str(path)!r} with shape "
+                        f"{value.shape}; declared {sets[path].shape}."
+                    )
+                flat[path] = value
+            missing = set(sets) - set(out)
+            if missing:
+                raise WiringError(
+                    f"{_label(proc)} did not compute {describe_paths(sorted(missing))}."
+                )
+        return flat
+
+    def vector_field(self, t: Array, y: State, args: Any = None) -> State:
+        """``dy/dt``: the sum of every continuous process's contributions."""
+        flat = self.derive(t, y, args)
+        total: dict[Path, Array | None] = {p: None for p, _ in self.spec.owned}
+        for i, proc in enumerate(self.leaves):
+            if not isinstance(proc, AbstractContinuousProcess):
+                continue
+            view = StateView(flat, self.allowed[i], proc.name)
+            out = proc.rates(t, view, args)
+            for path, value in out.items():
+                if path not in self.writable[i]:
+                    raise WiringError(
+                        f"{_label(proc)} returned a rate for {path_str(path)!r}, which "
+                        f"it neither owns nor declares in 'changes'."
+                    )
+                value = jnp.asarray(value)
+                want = flat[path].shape
+                if value.shape != want:
+                    raise WiringError(
+                        f"{_label(proc)} returned a rate for {path_str(path)!r} with "
+                        f"shape {value.shape}; the variable has shape {want}."
+                    )
+                prev = total[path]
+                total[path] = value if prev is None else prev + value
+        dtype_of = {p: flat[p].dtype for p, _ in self.spec.owned}
+        out = {
+            p: (jnp.zeros(flat[p].shape, dtype_of[p]) if v is None else v.astype(dtype_of[p]))
+            for p, v in total.items()
+        }
+        return nest_state(out)
+
+    def derived_at(self, t: Array, y: State, args: Any = None) -> State:
+        """The full nested state (owned and derived) at one time point."""
+        return nest_state(self.derive(t, y, args))
+
+
+def as_composite(model: AbstractProcess | Sequence[AbstractProcess]) -> Composite:
+    """Wrap a single process (or a list of them) as a :class:`Composite`."""
+    if isinstance(model, Composite):
+        return model
+    if isinstance(model, AbstractProcess):
+        return Composite([model], name=model.name)
+    if isinstance(model, Sequence):
+        return Composite(list(model))
+    raise WiringError(
+        f"Expected a jaxcell process or composite; got {type(model).__name__}."
+    )
+

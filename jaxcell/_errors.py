@@ -1,0 +1,27 @@
+"""Domain exceptions raised outside traced code.
+
+Every error names the culprit (process, path, species, parameter, ...) and says what
+was expected, so that a user can fix the model without reading jaxcell's source.
+"""
+
+
+class JaxcellError(Exception):
+    """Base class of every error jaxcell raises on purpose."""
+
+
+class WiringError(JaxcellError, ValueError):
+    """The processes of a model do not fit together.
+
+    Raised before tracing when a process reads a path that nothing provides, when two
+    processes own or set the same variable, when shapes disagree, or when derived
+    quantities depend on each other in a cycle.
+    """
+
+
+class ModelError(JaxcellError, ValueError):
+    """A model definition is invalid: unknown species, bad stoichiometry, invalid
+    parameter values (negative or NaN where they must be non-negative), wrong shapes."""
+
+
+class SimulationError(JaxcellError, RuntimeError):
+    """A simulation could not be carried out as asked (e.g. a bad time span)."""

@@ -1,0 +1,3 @@
+"""Analysis of trajectories: oscillation period and peaks."""
+
+from ._oscillation import find_peaks as find_peaks, period as period

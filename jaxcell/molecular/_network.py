@@ -1,0 +1,348 @@
+"""ReactionNetwork: a well-mixed chemical reaction network as a continuous process."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from .._custom_types import Path, PathLike
+from .._errors import ModelError
+from .._process import AbstractContinuousProcess, Ports, as_parameter_array, is_concrete
+from .._state import StateView, Var, _suggest, as_path
+from ._conservation import ConservationLaw, conservation_laws
+from ._ratelaws import Custom
+from ._reaction import Reaction
+from ._structure import Structure, build_structure
+
+
+class _Lookup(Mapping):
+    """Lazy name -> value view of an array (only names that are used are gathered)."""
+
+    def __init__(self, values: Array, index: Mapping[str, int], what: str):
+        self._values, self._index, self._what = values, index, what
+
+    def __getitem__(self, name: str) -> Array:
+        if name not in self._index:
+            raise ModelError(f"{self._what}: no {name!r}.{_suggest(name, self._index)}")
+        return self._values[self._index[name]]
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def _pos_pow(x: Array, n: Array) -> Array:
+    """``x**n`` for ``x > 0`` and 0 for ``x <= 0``, with finite gradients everywhere.
+
+    Hill terms treat a (numerically) negative concentration as zero.
+    """
+    pos = x > 0
+    safe = jnp.where(pos, x, 1.0)
+    return jnp.where(pos, safe**n, 0.0)
+
+
+class ReactionNetwork(AbstractContinuousProcess):
+    r"""A chemical reaction network: :math:`dx/dt = N\,v(x, p)`.
+
+    ``N`` is the stoichiometry matrix (species x reactions) and ``v`` the vector of
+    reaction rates. Mass-action, Michaelis–Menten and Hill laws are evaluated for all
+    reactions of a kind at once (gathers over index arrays, then one product with ``N``,
+    sparse for large networks), so the traced program does not grow with the number of
+    such reactions. :class:`Custom` and neural laws are evaluated one by one.
+
+    The network owns one state variable, ``(scale, name, "species")``, a vector whose
+    components are labelled by species name: ``traj["molecular/net/species/A"]`` or
+    simply ``traj["A"]``.
+
+    Arguments:
+        name: the network's name (the entity part of its state path).
+        species: initial values ``{name: value}`` (or a list of names, all starting at 0).
+        reactions: the :class:`Reaction`\ s.
+        parameters: ``{name: value}`` referred to by rate laws.
+        inputs: ``{alias: path}``: scalar variables elsewhere in the state that rate laws
+            may read by alias (e.g. an inducer set by another process).
+        fixed: species held constant (boundary species): rates do not change them.
+        scale: the scale part of the state path (default ``"molecular"``).
+
+    Raises:
+        ModelError: unknown species or parameters in a reaction, invalid coefficients,
+            NaN parameters, negative rate constants or non-positive Hill coefficients.
+
+    Example:
+        >>> import jaxcell as jc
+        >>> net = jc.ReactionNetwork(
+        ...     "mm",
+        ...     species={"E": 1.0, "S": 10.0, "C": 0.0, "P": 0.0},
+        ...     reactions=[
+        ...         jc.Reaction("bind", "E + S", "C", jc.MassAction("kf", "kr")),
+        ...         jc.Reaction("cat", "C", "E + P", jc.MassAction("kcat")),
+        ...     ],
+        ...     parameters={"kf": 1.0, "kr": 0.5, "kcat": 0.3},
+        ... )
+        >>> [str(law) for law in net.conservation_laws()]
+        ['E + C = 1', 'S + C + P = 10']
+    """
+
+    name: str
+    x0: Float[Array, " species"]
+    p: Float[Array, " params"]
+    customs: tuple[Custom, ...]
+    species: tuple[str, ...] = eqx.field(static=True)
+    parameter_names: tuple[str, ...] = eqx.field(static=True)
+    reaction_names: tuple[str, ...] = eqx.field(static=True)
+    inputs: tuple[tuple[str, Path], ...] = eqx.field(static=True)
+    scale: str = eqx.field(static=True)
+    structure: Structure = eqx.field(static=True)
+    nonnegative: tuple[int, ...] = eqx.field(static=True)
+    positive: tuple[int, ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        name: str,
+        species: Mapping[str, ArrayLike] | Sequence[str],
+        reactions: Sequence[Reaction],
+        parameters: Mapping[str, ArrayLike] | None = None,
+        *,
+        inputs: Mapping[str, PathLike] | None = None,
+        fixed: Sequence[str] = (),
+        scale: str = "molecular",
+    ):
+        where = f"ReactionNetwork {name!r}"
+        if isinstance(species, Mapping):
+            names = list(species)
+            values = [species[s] for s in names]
+        else:
+            names = list(species)
+            values = [0.0] * len(names)
+        if not names:
+            raise ModelError(f"{where}: needs at least one species.")
+        for s in names:
+            if not isinstance(s, str) or not s:
+                raise ModelError(f"{where}: species names must be non-empty strings; got {s!r}.")
+        if len(set(names)) != len(names):
+            raise ModelError(f"{where}: species names repeat: {names}.")
+        x0 = []
+        for s, v in zip(names, values):
+            a = as_parameter_array(where, f"initial value of {s}", v)
+            if a.shape != ():
+                raise ModelError(
+                    f"{where}: initial value of species {s!r} must be a scalar; got shape "
+                    f"{a.shape}."
+                )
+            x0.append(a)
+        reactions = list(reactions)
+        for r in reactions:
+            if not isinstance(r, Reaction):
+                raise ModelError(
+                    f"{where}: reactions must be jc.Reaction objects; got {type(r).__name__}."
+                )
+        params = dict(parameters or {})
+        for k, v in params.items():
+            if not isinstance(v, (int, float)) and not (
+                hasattr(v, "shape") and np.shape(v) == ()
+            ):
+                raise ModelError(f"{where}: parameter {k!r} must be a scalar number.")
+        input_paths = {str(a): as_path(p) for a, p in (inputs or {}).items()}
+        built = build_structure(
+            name,
+            names,
+            list(input_paths),
+            {k: (float(v) if is_concrete(v) else 0.0) for k, v in params.items()},
+            reactions,
+            fixed,
+        )
+        pvals = [params[k] if k in params else v
+                 for k, v in zip(built.param_names, built.param_values)]
+        self.name = name
+        self.x0 = jnp.stack(x0)
+        self.p = jnp.stack([jnp.asarray(v, dtype=self.x0.dtype) for v in pvals]) if pvals \
+            else jnp.zeros((0,), self.x0.dtype)
+        self.customs = built.customs
+        self.species = tuple(names)
+        self.parameter_names = built.param_names
+        self.reaction_names = tuple(r.name for r in reactions)
+        self.inputs = tuple(input_paths.items())
+        self.scale = scale
+        self.structure = built.structure
+        self.nonnegative = built.nonnegative
+        self.positive = built.positive
+        self._check_values(self.p)
+
+    # -- declarations --------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """The state path of the species vector."""
+        return (self.scale, self.name, "species")
+
+    def ports(self) -> Ports:
+        return Ports(
+            owns={self.path: Var((len(self.species),), self.species)},
+            reads={p: Var(()) for _, p in self.inputs},
+        )
+
+    def initial_values(self) -> dict[Path, Array]:
+        return {self.path: self.x0}
+
+    # -- parameters ----------------------------------------------------------------------
+    def _check_values(self, p: Array) -> None:
+        if not is_concrete(p):
+            return
+        arr = np.asarray(p)
+        for i, name in enumerate(self.parameter_names):
+            if np.isnan(arr[i]):
+                raise ModelError(f"ReactionNetwork {self.name!r}: parameter {name!r} is NaN.")
+        for i in self.nonnegative:
+            if arr[i] < 0:
+                raise ModelError(
+                    f"ReactionNetwork {self.name!r}: parameter {self.parameter_names[i]!r} "
+                    f"= {arr[i]} is used as a rate constant or saturation constant and "
+                    f"must be non-negative."
+                )
+        for i in self.positive:
+            if not arr[i] > 0:
+                raise ModelError(
+                    f"ReactionNetwork {self.name!r}: parameter {self.parameter_names[i]!r} "
+                    f"= {arr[i]} is a Hill coefficient and must be positive."
+                )
+        if np.isnan(np.asarray(self.x0)).any():
+            bad = [s for s, v in zip(self.species, np.asarray(self.x0)) if np.isnan(v)]
+            raise ModelError(f"ReactionNetwork {self.name!r}: initial values of {bad} are NaN.")
+
+    def parameters(self) -> dict[str, Array]:
+        return {n: self.p[i] for i, n in enumerate(self.parameter_names)}
+
+    def replace_parameters(self, values: Mapping[str, ArrayLike]) -> ReactionNetwork:
+        p = self.p
+        for k, v in values.items():
+            if k not in self.parameter_names:
+                raise ModelError(
+                    f"ReactionNetwork {self.name!r}: no parameter {k!r}."
+                    f"{_suggest(k, self.parameter_names)}"
+                )
+            v = jnp.asarray(v, dtype=p.dtype)
+            if v.shape != ():
+                raise ModelError(
+                    f"ReactionNetwork {self.name!r}: parameter {k!r} is a scalar; got "
+                    f"shape {v.shape}."
+                )
+            p = p.at[self.parameter_names.index(k)].set(v)
+        self._check_values(p)
+        return eqx.tree_at(lambda n: n.p, self, p)
+
+    def replace_initial(self, values: Mapping[str, ArrayLike]) -> ReactionNetwork:
+        """A copy with some initial species values replaced by name."""
+        x0 = self.x0
+        for k, v in values.items():
+            x0 = x0.at[self.species_index(k)].set(jnp.asarray(v, dtype=x0.dtype))
+        return eqx.tree_at(lambda n: n.x0, self, x0)
+
+    def species_index(self, name: str) -> int:
+        """Position of a species in the state vector."""
+        if name not in self.species:
+            raise ModelError(
+                f"ReactionNetwork {self.name!r}: no species {name!r}."
+                f"{_suggest(name, self.species)}"
+            )
+        return self.species.index(name)
+
+    # -- structure -----------------------------------------------------------------------
+    @property
+    def stoichiometry(self) -> np.ndarray:
+        """Net stoichiometry matrix, species x reactions (boundary rows zeroed)."""
+        st = self.structure
+        out = np.zeros((st.n_species, len(self.reaction_names)))
+        for c, (r, s) in enumerate(zip(st["col_rxn"], st["col_sign"])):
+            if s > 0:
+                out[:, r] = st["N"][:, c]
+        return out
+
+    def conservation_laws(self) -> list[ConservationLaw]:
+        """Linear combinations of species that no reaction changes.
+
+        The rows of a basis of the left null space of the stoichiometry matrix
+        (``c`` with ``c @ N = 0``), in reduced row-echelon form so that each law starts
+        with its own species; totals are taken from the initial values.
+        """
+        return conservation_laws(self.stoichiometry, self.species, np.asarray(self.x0))
+
+    # -- evaluation ----------------------------------------------------------------------
+    def _columns(self, x: Array, inputs: Array) -> Array:
+        st = self.structure
+        dt = x.dtype
+        p = self.p.astype(dt)
+        xe = jnp.concatenate([x, inputs.astype(dt), jnp.ones((1,), dt)])
+        parts = []
+        if st["ma_k"].size:
+            parts.append(p[st["ma_k"]] * jnp.prod(xe[st["ma_idx"]], axis=1))
+        if st["mm_vmax"].size:
+            s = xe[st["mm_s"]]
+            parts.append(p[st["mm_vmax"]] * xe[st["mm_e"]] * s / (p[st["mm_km"]] + s))
+        for pre, mod in (("ha", "a"), ("hr", "r")):
+            if st[f"{pre}_vmax"].size:
+                n = p[st[f"{pre}_n"]]
+                kn = _pos_pow(p[st[f"{pre}_k"]], n)
+                sn = _pos_pow(xe[st[f"{pre}_{mod}"]], n)
+                f = sn / (kn + sn) if pre == "ha" else kn / (kn + sn)
+                parts.append(p[st[f"{pre}_vmax"]] * f)
+        if self.customs:
+            ext = {s: i for i, s in enumerate(self.species)}
+            ext.update({a: len(self.species) + j for j, (a, _) in enumerate(self.inputs)})
+            pidx = {n: i for i, n in enumerate(self.parameter_names)}
+            s_view = _Lookup(xe, ext, f"ReactionNetwork {self.name!r}: species or input")
+            p_view = _Lookup(p, pidx, f"ReactionNetwork {self.name!r}: parameter")
+            vals = []
+            for law, rname in zip(self.customs, self._custom_names()):
+                v = jnp.asarray(law.fn(s_view, p_view), dtype=dt)
+                if v.size != 1:
+                    raise ModelError(
+                        f"ReactionNetwork {self.name!r}, reaction {rname!r}: the rate law "
+                        f"returned shape {v.shape}; a reaction rate is a scalar."
+                    )
+                vals.append(v.reshape(()))
+            parts.append(jnp.stack(vals))
+        if not parts:
+            return jnp.zeros((0,), dt)
+        return jnp.concatenate(parts)
+
+    def _custom_names(self) -> list[str]:
+        st = self.structure
+        n = st.n_custom
+        return [self.reaction_names[i] for i in st["col_rxn"][st.n_columns - n:]]
+
+    def _inputs(self, state: StateView | None) -> Array:
+        if not self.inputs:
+            return jnp.zeros((0,), self.x0.dtype)
+        if state is None:
+            raise ModelError(f"ReactionNetwork {self.name!r} has inputs; pass their values.")
+        return jnp.stack([jnp.asarray(state[p]).reshape(()) for _, p in self.inputs])
+
+    def derivative(self, x: Float[Array, " species"], inputs: Array | None = None) -> Array:
+        """``dx/dt`` for a species vector ``x`` (and input values, if any)."""
+        st = self.structure
+        if inputs is None:
+            inputs = jnp.zeros((st.n_inputs,), x.dtype)
+        v = self._columns(x, inputs)
+        if st.sparse:
+            contrib = v[st["nz_col"]] * jnp.asarray(st["nz_val"], dtype=x.dtype)
+            return jax.ops.segment_sum(contrib, st["nz_row"], num_segments=st.n_species)
+        return jnp.asarray(st["N"], dtype=x.dtype) @ v
+
+    def reaction_rates(self, x: Float[Array, " species"], inputs: Array | None = None) -> Array:
+        """Net rate of every reaction (forward minus reverse), in reaction order."""
+        st = self.structure
+        if inputs is None:
+            inputs = jnp.zeros((st.n_inputs,), x.dtype)
+        v = self._columns(x, inputs) * jnp.asarray(st["col_sign"], dtype=x.dtype)
+        return jax.ops.segment_sum(v, st["col_rxn"], num_segments=len(self.reaction_names))
+
+    def rates(self, t, state: StateView, args: Any) -> dict[Path, Array]:
+        x = state[self.path]
+        return {self.path: self.derivative(x, self._inputs(state))}
