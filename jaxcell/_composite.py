@@ -156,7 +156,7 @@ class Composite(AbstractProcess):
         processes: the processes (or composites) to combine.
         name: a name for the composite (used when it is nested in another).
 
-    Example:
+    Examples:
         >>> import jaxcell as jc
         >>> growth = jc.ODE("cells", {"n": 1.0}, lambda t, y, p: {"n": p["r"] * y["n"]},
         ...                 parameters={"r": 1.0})

@@ -64,7 +64,7 @@ class ODE(AbstractContinuousProcess):
     ``inputs`` (read from elsewhere in the state, by alias), and ``p``, the dict of
     parameters; it returns a dict ``{variable: dy/dt}`` for (some of) its variables.
 
-    Example:
+    Examples:
         >>> import jaxcell as jc
         >>> decay = jc.ODE(
         ...     "decay", {"x": 1.0}, lambda t, y, p: {"x": -p["k"] * y["x"]},

@@ -197,11 +197,18 @@ def simulate(
 
     Arguments:
         model: a process or :class:`Composite` (or a list of processes).
-        t0, t1: start and end times.
+        t0: start time.
+        t1: end time.
         saveat: a :class:`diffrax.SaveAt` with one set of save points, or an array of
             times. Default: 101 equally spaced times in ``[t0, t1]``.
-        solver, stepsize_controller, adjoint, event, progress_meter: diffrax objects,
-            passed through unchanged.
+        solver: a diffrax solver, passed through unchanged (default:
+            :func:`default_solver`).
+        stepsize_controller: a diffrax step-size controller, passed through unchanged
+            (default: :func:`default_controller`).
+        adjoint: a diffrax adjoint, passed through unchanged (default:
+            :class:`diffrax.RecursiveCheckpointAdjoint`).
+        event: a :class:`diffrax.Event`, passed through unchanged.
+        progress_meter: a diffrax progress meter, passed through unchanged.
         max_steps: maximum number of solver steps.
         throw: raise on solver failure (the default); with ``False`` the failure is
             recorded in ``Trajectory.result`` (one code per member under ``vmap``).
@@ -218,7 +225,7 @@ def simulate(
         WiringError: the model reads or changes a path no process provides.
         SimulationError: bad ``y0``, ``saveat`` or time span.
 
-    Example:
+    Examples:
         >>> import jaxcell as jc
         >>> model = jc.models.repressilator()
         >>> traj = jc.simulate(model, 0.0, 100.0, saveat=[0.0, 50.0, 100.0])
@@ -263,7 +270,7 @@ def simulate(
 def count_compilations():
     """Context manager counting XLA compilations inside its block.
 
-    Example:
+    Examples:
         >>> with count_compilations() as n:
         ...     pass
         >>> n()

@@ -130,6 +130,7 @@ class StateSpec:
 
     @property
     def paths(self) -> tuple[Path, ...]:
+        """Every path of the model: owned variables first, then derived ones."""
         return tuple(p for p, _ in self.owned + self.derived)
 
     def find_label(self, label: str) -> list[tuple[Path, int]]:

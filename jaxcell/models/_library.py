@@ -16,6 +16,19 @@ from ..molecular import (
 )
 
 
+# Custom rate laws are module-level functions, not closures: a function is part of the
+# model's static structure, so the same function object lets rebuilt models reuse the
+# compiled program instead of recompiling.
+def _toggle_v_synthesis(s, p):
+    w = s["u"] / (1.0 + p["iptg"] / p["K"]) ** p["eta"]
+    return p["alpha2"] / (1.0 + w ** p["gamma"])
+
+
+def _mapk_v1(s, p):
+    return (p["V1"] * s["MKKK"]
+            / ((1.0 + (s["MAPK_PP"] / p["KI"]) ** p["n"]) * (p["K1"] + s["MKKK"])))
+
+
 def repressilator(
     alpha: float = 216.404,
     alpha0: float = 0.2164,
@@ -112,15 +125,11 @@ def toggle_switch(
         toggle switch in Escherichia coli. Nature 403:339–342.
     """
 
-    def v_synthesis(s, p):
-        w = s["u"] / (1.0 + p["iptg"] / p["K"]) ** p["eta"]
-        return p["alpha2"] / (1.0 + w ** p["gamma"])
-
     reactions = [
         Reaction("u_synthesis", "", "u", HillRepression("alpha1", "one", "beta",
                                                         repressor="v")),
         Reaction("u_decay", "u", "", MassAction("one")),
-        Reaction("v_synthesis", "", "v", Custom(v_synthesis), modifiers=("u",)),
+        Reaction("v_synthesis", "", "v", Custom(_toggle_v_synthesis), modifiers=("u",)),
         Reaction("v_decay", "v", "", MassAction("one")),
     ]
     params = {"alpha1": alpha1, "alpha2": alpha2, "beta": beta, "gamma": gamma,
@@ -203,13 +212,9 @@ def kholodenko_mapk(ki: float = 9.0, *, name: str = "mapk") -> ReactionNetwork:
         267:1583–1588.
     """
 
-    def v1(s, p):
-        return (p["V1"] * s["MKKK"]
-                / ((1.0 + (s["MAPK_PP"] / p["KI"]) ** p["n"]) * (p["K1"] + s["MKKK"])))
-
     R, MM = Reaction, MichaelisMenten
     reactions = [
-        R("v1", "MKKK", "MKKK_P", Custom(v1, modifiers=("MAPK_PP",))),
+        R("v1", "MKKK", "MKKK_P", Custom(_mapk_v1, modifiers=("MAPK_PP",))),
         R("v2", "MKKK_P", "MKKK", MM("V2", "K2")),
         R("v3", "MKK", "MKK_P", MM("k3", "K3", enzyme="MKKK_P")),
         R("v4", "MKK_P", "MKK_PP", MM("k4", "K4", enzyme="MKKK_P")),

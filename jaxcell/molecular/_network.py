@@ -76,7 +76,7 @@ class ReactionNetwork(AbstractContinuousProcess):
         ModelError: unknown species or parameters in a reaction, invalid coefficients,
             NaN parameters, negative rate constants or non-positive Hill coefficients.
 
-    Example:
+    Examples:
         >>> import jaxcell as jc
         >>> net = jc.ReactionNetwork(
         ...     "mm",

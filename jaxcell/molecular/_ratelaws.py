@@ -118,7 +118,7 @@ class Custom(AbstractRateLaw):
         modifiers: species read by ``fn`` that are neither reactants nor products
             (checked to exist; informative).
 
-    Example:
+    Examples:
         >>> import jaxcell as jc
         >>> law = jc.Custom(lambda s, p: p["k"] * s["A"] * s["B"] / (1 + s["I"]),
         ...                 modifiers=("I",))

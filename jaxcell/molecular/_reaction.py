@@ -74,7 +74,7 @@ class Reaction:
 
     A reaction is reversible when its mass-action law has a ``k_reverse``.
 
-    Example:
+    Examples:
         >>> import jaxcell as jc
         >>> r = jc.Reaction("bind", "E + S", "C", jc.MassAction("k1", "km1"))
         >>> r.reversible, r.reactants
@@ -117,6 +117,7 @@ class Reaction:
 
     @property
     def reversible(self) -> bool:
+        """True when the rate law is a :class:`MassAction` with a ``k_reverse``."""
         return isinstance(self.rate, MassAction) and self.rate.k_reverse is not None
 
     @classmethod

@@ -238,9 +238,9 @@ def build_structure(
         col_sign.append(1.0)
 
     width = max((len(x) for x in arr["ma_idx"]), default=0)
-    arr["ma_idx"] = [x + [one] * (width - len(x)) for x in arr["ma_idx"]]
+    padded = [x + [one] * (width - len(x)) for x in arr.pop("ma_idx")]
     arrays = {k: np.asarray(v, dtype=np.int32) for k, v in arr.items()}
-    arrays["ma_idx"] = np.asarray(arr["ma_idx"], dtype=np.int32).reshape(-1, width)
+    arrays["ma_idx"] = np.asarray(padded, dtype=np.int32).reshape(len(padded), width)
     N = np.stack(cols, axis=1) if cols else np.zeros((n_s, 0))
     fixed_mask = np.zeros(n_s, dtype=bool)
     for f in fixed:

@@ -1,0 +1,53 @@
+# jaxcell: the two quick-start commands are `make demo` and `make test`.
+# Each creates (or reuses) .venv and installs the project with what it needs.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.jaxcell-installed
+JOBS   ?= 2
+
+.PHONY: demo test test-slow test-all docs bench bench-quick lint clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jaxcell needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+## Simulate the built-in default model, print a summary and write a PNG plot.
+demo: $(STAMP)
+	$(VENV)/bin/jaxcell demo --out demo-output
+
+## The test suite (fast checks; slow ones are in test-slow).
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "not slow" jaxcell tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m slow tests
+
+test-all: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) jaxcell tests
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[benchmark]"
+	mkdir -p bench-results
+	$(PY) benchmarks/ensemble.py --json bench-results/ensemble.json
+	$(PY) benchmarks/compile_time.py --json bench-results/compile_time.json
+
+bench-quick: $(STAMP)
+	mkdir -p bench-results
+	$(PY) benchmarks/ensemble.py --quick --json bench-results/ensemble.json
+	$(PY) benchmarks/compile_time.py --quick --json bench-results/compile_time.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check jaxcell tests benchmarks examples
+
+clean:
+	rm -rf demo-output bench-results site .pytest_cache

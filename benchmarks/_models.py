@@ -1,0 +1,160 @@
+"""The models the benchmarks run, and plain-numpy right-hand sides for the peers.
+
+``repressilator()`` and ``kholodenko_mapk()`` return jaxcell's own library models.
+If ``jc.models.kholodenko_mapk()`` cannot be built (jaxcell 0.1.0 fails on any network
+without a mass-action reaction: ``ValueError: cannot reshape array of size 0 into shape
+(0)`` in ``build_structure``), an identical network is assembled here with one extra
+*no-op* mass-action reaction ``MKKK -> MKKK`` with rate constant 0 (zero stoichiometry
+and zero rate, so the vector field is unchanged) and the fact is recorded in
+``WORKAROUNDS``.
+
+The numpy right-hand sides are written independently of jaxcell's rate-law code: the
+stoichiometry comes from ``net.stoichiometry`` and the reaction rates are hand-written
+from the published equations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import jaxcell as jc
+
+WORKAROUNDS: list[str] = []
+PAD_REACTION = "_noop_pad"
+
+
+def repressilator() -> jc.ReactionNetwork:
+    return jc.models.repressilator()
+
+
+def _kholodenko_copy() -> jc.ReactionNetwork:
+    # Same reactions, parameters and initial values as jaxcell/models/_library.py.
+    def v1(s, p):
+        return (p["V1"] * s["MKKK"]
+                / ((1.0 + (s["MAPK_PP"] / p["KI"]) ** p["n"]) * (p["K1"] + s["MKKK"])))
+
+    R, MM = jc.Reaction, jc.MichaelisMenten
+    reactions = [
+        R("v1", "MKKK", "MKKK_P", jc.Custom(v1, modifiers=("MAPK_PP",))),
+        R("v2", "MKKK_P", "MKKK", MM("V2", "K2")),
+        R("v3", "MKK", "MKK_P", MM("k3", "K3", enzyme="MKKK_P")),
+        R("v4", "MKK_P", "MKK_PP", MM("k4", "K4", enzyme="MKKK_P")),
+        R("v5", "MKK_PP", "MKK_P", MM("V5", "K5")),
+        R("v6", "MKK_P", "MKK", MM("V6", "K6")),
+        R("v7", "MAPK", "MAPK_P", MM("k7", "K7", enzyme="MKK_PP")),
+        R("v8", "MAPK_P", "MAPK_PP", MM("k8", "K8", enzyme="MKK_PP")),
+        R("v9", "MAPK_PP", "MAPK_P", MM("V9", "K9")),
+        R("v10", "MAPK_P", "MAPK", MM("V10", "K10")),
+        R(PAD_REACTION, "MKKK", "MKKK", jc.MassAction(0.0)),
+    ]
+    params = {"V1": 2.5, "KI": 9.0, "n": 1.0, "K1": 10.0, "V2": 0.25, "K2": 8.0,
+              "k3": 0.025, "K3": 15.0, "k4": 0.025, "K4": 15.0, "V5": 0.75, "K5": 15.0,
+              "V6": 0.75, "K6": 15.0, "k7": 0.025, "K7": 15.0, "k8": 0.025, "K8": 15.0,
+              "V9": 0.5, "K9": 15.0, "V10": 0.5, "K10": 15.0}
+    species = {"MKKK": 90.0, "MKKK_P": 10.0, "MKK": 280.0, "MKK_P": 10.0, "MKK_PP": 10.0,
+               "MAPK": 280.0, "MAPK_P": 10.0, "MAPK_PP": 10.0}
+    return jc.ReactionNetwork("mapk", species, reactions, params)
+
+
+def kholodenko_mapk() -> jc.ReactionNetwork:
+    try:
+        return jc.models.kholodenko_mapk()
+    except ValueError as e:
+        msg = (f"jc.models.kholodenko_mapk() raised {type(e).__name__}: {e}; using an "
+               f"identical copy with a zero-rate, zero-stoichiometry mass-action reaction "
+               f"{PAD_REACTION!r} (extra parameter '{PAD_REACTION}.k' = 0)")
+        if msg not in WORKAROUNDS:
+            WORKAROUNDS.append(msg)
+        return _kholodenko_copy()
+
+
+# -- independent numpy right-hand sides ---------------------------------------------------
+def _repressilator_rates(names):
+    """Rates of jc.models.repressilator(), hand-written from Elowitz & Leibler (2000)."""
+    genes = ("lacI", "tetR", "cI")
+    repressor_of = {"lacI": "cI", "tetR": "lacI", "cI": "tetR"}
+
+    def make(sp, p):
+        ix = {s: i for i, s in enumerate(sp)}
+        im = np.array([ix[f"m_{g}"] for g in genes])
+        ip = np.array([ix[f"p_{g}"] for g in genes])
+        ir = np.array([ix[f"p_{repressor_of[g]}"] for g in genes])
+        alpha, alpha0, beta, n, K, dm = (p["alpha"], p["alpha0"], p["beta"], p["n"],
+                                         p["K"], p["delta_m"])
+        Kn = K**n
+        order = {}
+        for k, g in enumerate(genes):
+            for j, kind in enumerate(("transcription", "leak", "mrna_decay", "translation",
+                                      "protein_decay")):
+                order[f"{kind}_{g}"] = (j, k)
+        perm = np.array([order[r][0] * 3 + order[r][1] for r in names])
+
+        def rates(x):
+            r = np.maximum(x[ir], 0.0) ** n
+            v = np.concatenate([
+                alpha * Kn / (Kn + r),           # transcription, repressed by p_{j}
+                np.full(3, alpha0),              # leaky transcription
+                dm * x[im],                      # mRNA decay
+                beta * x[im],                    # translation
+                beta * x[ip],                    # protein decay
+            ])
+            return v[perm]
+
+        return rates
+
+    return make
+
+
+def _kholodenko_rates(names):
+    """Rates of the Kholodenko (2000) MAPK cascade, hand-written from Table 1."""
+
+    def make(sp, p):
+        ix = {s: i for i, s in enumerate(sp)}
+        a = [ix[s] for s in ("MKKK", "MKKK_P", "MKK", "MKK_P", "MKK_PP", "MAPK", "MAPK_P",
+                             "MAPK_PP")]
+        g = [p[k] for k in ("V1", "KI", "n", "K1", "V2", "K2", "k3", "K3", "k4", "K4",
+                            "V5", "K5", "V6", "K6", "k7", "K7", "k8", "K8", "V9", "K9",
+                            "V10", "K10")]
+        V1, KI, n, K1, V2, K2, k3, K3, k4, K4, V5, K5, V6, K6, k7, K7, k8, K8, V9, K9, \
+            V10, K10 = g
+        pos = {f"v{i}": i - 1 for i in range(1, 11)}
+        perm = np.array([pos.get(r, 10) for r in names])  # 10: a no-op padding reaction
+
+        def rates(x):
+            x1, x2, x3, x4, x5, x6, x7, x8 = (x[i] for i in a)
+            v = np.array([
+                V1 * x1 / ((1.0 + (x8 / KI) ** n) * (K1 + x1)),
+                V2 * x2 / (K2 + x2),
+                k3 * x2 * x3 / (K3 + x3),
+                k4 * x2 * x4 / (K4 + x4),
+                V5 * x5 / (K5 + x5),
+                V6 * x4 / (K6 + x4),
+                k7 * x5 * x6 / (K7 + x6),
+                k8 * x5 * x7 / (K8 + x7),
+                V9 * x8 / (K9 + x8),
+                V10 * x7 / (K10 + x7),
+                0.0,
+            ])
+            return v[perm]
+
+        return rates
+
+    return make
+
+
+_RATES = {"repressilator": _repressilator_rates, "mapk": _kholodenko_rates}
+
+
+def numpy_rhs(net, params: dict[str, float]):
+    """``f(t, x) = N v(x)`` in numpy, with N = ``net.stoichiometry`` and hand-written v."""
+    N = np.asarray(net.stoichiometry, dtype=float)
+    rates = _RATES[net.name](net.reaction_names)(net.species, params)
+
+    def f(t, x):
+        return N @ rates(x)
+
+    return f
+
+
+def param_dict(net, p) -> dict[str, float]:
+    return {k: float(v) for k, v in zip(net.parameter_names, np.asarray(p))}

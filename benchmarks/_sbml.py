@@ -1,0 +1,157 @@
+"""A small SBML Level 3 writer for the benchmark models (python-libsbml).
+
+Kinetic laws are hand-written formula strings, one per reaction, taken from the
+equations of the models (Elowitz & Leibler 2000, Box 1; Kholodenko 2000, Table 1 /
+BIOMD0000000010), not generated from jaxcell's rate-law objects, so that roadrunner is
+an independent check of jaxcell's rate evaluation. Species ids, parameter ids and
+reaction ids are those of the jaxcell network; stoichiometry is read from the network
+(``net.stoichiometry``, net change per reaction; the models have no species that are
+both consumed and produced except the catalytic mRNA in translation, written as a
+modifier).
+
+All species live in one compartment of size 1, so amounts equal concentrations; SBML
+units are not declared (the benchmarks compare numbers only).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+try:
+    import libsbml
+except ImportError:  # pragma: no cover - optional dependency
+    libsbml = None
+
+_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def repressilator_laws() -> dict[str, str]:
+    """Kinetic laws of ``jc.models.repressilator()``, keyed by reaction name.
+
+    dm_i/dt = alpha K^n/(K^n + p_j^n) + alpha0 - delta_m m_i,  dp_i/dt = beta (m_i - p_i)
+    with lacI repressed by cI, tetR by lacI, cI by tetR.
+    """
+    repressor_of = {"lacI": "cI", "tetR": "lacI", "cI": "tetR"}
+    laws = {}
+    for g, r in repressor_of.items():
+        laws[f"transcription_{g}"] = f"alpha * K^n / (K^n + p_{r}^n)"
+        laws[f"leak_{g}"] = "alpha0"
+        laws[f"mrna_decay_{g}"] = f"delta_m * m_{g}"
+        laws[f"translation_{g}"] = f"beta * m_{g}"
+        laws[f"protein_decay_{g}"] = f"beta * p_{g}"
+    return laws
+
+
+def kholodenko_laws() -> dict[str, str]:
+    """Kinetic laws of ``jc.models.kholodenko_mapk()`` (Kholodenko 2000, Table 1)."""
+    return {
+        "v1": "V1 * MKKK / ((1 + (MAPK_PP / KI)^n) * (K1 + MKKK))",
+        "v2": "V2 * MKKK_P / (K2 + MKKK_P)",
+        "v3": "k3 * MKKK_P * MKK / (K3 + MKK)",
+        "v4": "k4 * MKKK_P * MKK_P / (K4 + MKK_P)",
+        "v5": "V5 * MKK_PP / (K5 + MKK_PP)",
+        "v6": "V6 * MKK_P / (K6 + MKK_P)",
+        "v7": "k7 * MKK_PP * MAPK / (K7 + MAPK)",
+        "v8": "k8 * MKK_PP * MAPK_P / (K8 + MAPK_P)",
+        "v9": "V9 * MAPK_PP / (K9 + MAPK_PP)",
+        "v10": "V10 * MAPK_P / (K10 + MAPK_P)",
+    }
+
+
+LAWS = {"repressilator": repressilator_laws, "mapk": kholodenko_laws}
+
+
+def _check(code: int, what: str) -> None:
+    if code != libsbml.LIBSBML_OPERATION_SUCCESS:
+        raise RuntimeError(f"libsbml: {what} failed: {libsbml.OperationReturnValue_toString(code)}")
+
+
+def _identifiers(formula: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", formula))
+
+
+def network_to_sbml(net, laws: dict[str, str], parameters=None) -> str:
+    """SBML L3V2 text for a jaxcell ReactionNetwork with hand-written kinetic laws.
+
+    Reactions without a law in ``laws`` must have zero net stoichiometry (no-op
+    reactions); they are left out. Parameters: the network's parameters that the laws
+    use, with the network's values unless ``parameters`` ({name: value}) overrides them.
+    """
+    if libsbml is None:
+        raise ImportError("python-libsbml is not installed")
+    values = {n: float(v) for n, v in zip(net.parameter_names, np.asarray(net.p))}
+    if parameters:
+        values.update({k: float(v) for k, v in parameters.items()})
+    N = np.asarray(net.stoichiometry)
+    species = list(net.species)
+    x0 = np.asarray(net.x0, dtype=float)
+
+    doc = libsbml.SBMLDocument(3, 2)
+    model = doc.createModel()
+    _check(model.setId(net.name), "model id")
+    comp = model.createCompartment()
+    _check(comp.setId("cell"), "compartment id")
+    comp.setConstant(True)
+    comp.setSize(1.0)
+    comp.setSpatialDimensions(3)
+    for s, v in zip(species, x0):
+        sp = model.createSpecies()
+        _check(sp.setId(s), f"species id {s}")
+        sp.setCompartment("cell")
+        sp.setInitialConcentration(float(v))
+        sp.setHasOnlySubstanceUnits(False)
+        sp.setBoundaryCondition(False)
+        sp.setConstant(False)
+
+    used: set[str] = set()
+    for r in laws.values():
+        used |= _identifiers(r)
+    for name in net.parameter_names:
+        if name not in used:
+            continue
+        if not _ID.match(name):
+            raise ValueError(f"parameter {name!r} is not a valid SBML id")
+        p = model.createParameter()
+        _check(p.setId(name), f"parameter id {name}")
+        p.setValue(values[name])
+        p.setConstant(True)
+
+    for j, rname in enumerate(net.reaction_names):
+        col = N[:, j]
+        if rname not in laws:
+            if np.any(col != 0):
+                raise ValueError(f"no kinetic law written for reaction {rname!r}")
+            continue
+        formula = laws[rname]
+        rx = model.createReaction()
+        _check(rx.setId(rname), f"reaction id {rname}")
+        rx.setReversible(False)
+        for i, s in enumerate(species):
+            c = col[i]
+            if c < 0:
+                ref = rx.createReactant()
+            elif c > 0:
+                ref = rx.createProduct()
+            else:
+                continue
+            ref.setSpecies(s)
+            ref.setStoichiometry(float(abs(c)))
+            ref.setConstant(True)
+        for s in sorted(_identifiers(formula) & set(species)):
+            if col[species.index(s)] == 0:  # read by the law, not changed by it
+                m = rx.createModifier()
+                m.setSpecies(s)
+        ast = libsbml.parseL3Formula(formula)
+        if ast is None:
+            raise ValueError(f"libsbml cannot parse {formula!r}: {libsbml.getLastParseL3Error()}")
+        kl = rx.createKineticLaw()
+        _check(kl.setMath(ast), f"kinetic law of {rname}")
+
+    doc.checkInternalConsistency()
+    errors = [doc.getError(i) for i in range(doc.getNumErrors())
+              if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    if errors:
+        raise ValueError("invalid SBML: " + "; ".join(e.getMessage() for e in errors))
+    return libsbml.writeSBMLToString(doc)

@@ -1,0 +1,6 @@
+"""``python -m jaxcell`` runs the command-line interface."""
+
+from ._cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
