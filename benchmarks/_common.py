@@ -247,6 +247,12 @@ def print_table(results: Results, tools: list[str], ref_tool: str = "jaxcell",
     print(head)
     print("-" * len(head))
     marks: list[str] = []
+
+    def mark(text: str) -> int:
+        if text not in marks:
+            marks.append(text)
+        return marks.index(text) + 1
+
     for case, metric in keys:
         line = f"{case:<{w_case}}  {metric:<{w_met}}"
         for t in present:
@@ -256,8 +262,7 @@ def print_table(results: Results, tools: list[str], ref_tool: str = "jaxcell",
             else:
                 s = fmt(r["value"], r["unit"])
                 if r.get("note"):
-                    marks.append(f"{case} / {metric} / {t}: {r['note']}")
-                    s += f"*{len(marks)}"
+                    s += f"*{mark(r['note'])}"
             line += f"  {s:>{w_tool[t]}}"
         ref = cell.get((case, metric, ref_tool))
         for p, rn in zip(peers, ratio_names):
@@ -271,7 +276,7 @@ def print_table(results: Results, tools: list[str], ref_tool: str = "jaxcell",
     if marks:
         print()
         for i, m in enumerate(marks, 1):
-            print(f"  *{i} {m}")
+            print(f"  *{i}: {m}")
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -280,3 +285,34 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                     help="same cases with fewer repeats (about 5-10 min on 2 cores)")
     ap.add_argument("--json", metavar="PATH", help="write results as JSON to PATH")
     return ap
+
+
+def print_matrix(results: Results, title: str = "", metrics: list[str] | None = None,
+                 tool: str | None = None, exclude: tuple[str, ...] = ()) -> None:
+    """Table with one line per case and one column per metric (for one tool)."""
+    rows = [r for r in results.rows
+            if (tool is None or r["tool"] == tool) and r["case"] not in exclude]
+    cases: list[str] = []
+    mets: list[str] = []
+    cell: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r["case"] not in cases:
+            cases.append(r["case"])
+        if r["metric"] not in mets:
+            mets.append(r["metric"])
+        cell[(r["case"], r["metric"])] = r
+    if metrics is not None:
+        mets = [m for m in metrics if m in mets]
+    w_case = max([4] + [len(c) for c in cases])
+    widths = [max(9, len(m)) for m in mets]
+    head = f"{'case':<{w_case}}" + "".join(f"  {m:>{w}}" for m, w in zip(mets, widths))
+    if title:
+        print("\n" + title)
+    print(head)
+    print("-" * len(head))
+    for c in cases:
+        line = f"{c:<{w_case}}"
+        for m, w in zip(mets, widths):
+            r = cell.get((c, m))
+            line += f"  {fmt(r['value'], r['unit']) if r else '':>{w}}"
+        print(line)

@@ -14,6 +14,7 @@ if _os.environ.get("JAXCELL_DISABLE_X64", "0") in ("", "0", "false", "False"):
 
 from . import analysis as analysis, models as models, neural as neural
 from ._composite import Composite as Composite, as_composite as as_composite
+from ._ensemble import ensemble as ensemble
 from ._errors import (
     JaxcellError as JaxcellError,
     ModelError as ModelError,

@@ -35,13 +35,16 @@ PUBLIC_MODULES = (
     "jaxcell.analysis",
     "jaxcell.molecular",
 )
-# Narrative pages whose ``python`` blocks are executed.
+# Narrative pages whose ``python`` blocks are executed. Pages that compile several
+# solves (about 10 s or more) are slow tests.
 EXECUTED_PAGES = (
+    "index.md",
     "getting-started.md",
     "concepts/state-and-processes.md",
+    "concepts/simulate-and-solvers.md",
     "concepts/reaction-networks.md",
-    "concepts/hybrid-neural.md",
-    "concepts/ensembles.md",
+    pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
+    pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
 )
 
 
@@ -152,6 +155,15 @@ def test_reference_models_page_covers_every_model():
     assert not missing, f"docs/models.md does not describe {missing}."
 
 
+def test_architecture_file_map_lists_every_module():
+    text = (DOCS / "architecture.md").read_text()
+    modules = sorted(
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "jaxcell").rglob("*.py")
+    )
+    missing = [m for m in modules if f"`{m}`" not in text]
+    assert not missing, f"docs/architecture.md's file map lacks {missing}."
+
+
 def test_mkdocs_build_strict(tmp_path):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     proc = subprocess.run(
@@ -163,7 +175,9 @@ def test_mkdocs_build_strict(tmp_path):
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    )
     assert (tmp_path / "site" / "index.html").exists()
 
 
@@ -180,7 +194,8 @@ def _blocks(page: Path) -> list[tuple[str, str, str | None]]:
             continue
         expected = None
         nxt = fences[i + 1] if i + 1 < len(fences) else None
-        if nxt is not None and nxt.group(1) == "text" and not text[m.end():nxt.start()].strip():
+        between = text[m.end():nxt.start()] if nxt is not None else "x"
+        if nxt is not None and nxt.group(1) == "text" and not between.strip():
             expected = nxt.group(2)
         line = text.count("\n", 0, m.start()) + 1
         out.append((f"{page.relative_to(DOCS)}:{line}", m.group(2), expected))
@@ -191,15 +206,33 @@ def _normalise(s: str) -> str:
     return "\n".join(line.rstrip() for line in s.strip().splitlines())
 
 
+def _page_name(page) -> str:
+    return page if isinstance(page, str) else page.values[0]
+
+
+def test_every_page_with_python_blocks_is_executed():
+    executed = {_page_name(p) for p in EXECUTED_PAGES}
+    pages = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
+    untested = [p for p in pages if "```python" in (DOCS / p).read_text()
+                and p not in executed]
+    assert not untested, (
+        f"{untested} have python blocks that no test runs; add them to EXECUTED_PAGES "
+        f"(or use a ```text block for code that is not meant to run)."
+    )
+
+
 @pytest.mark.parametrize("page", EXECUTED_PAGES)
-def test_doc_page_examples_run(page):
+def test_doc_page_examples_run(page, monkeypatch):
     blocks = _blocks(DOCS / page)
     assert blocks, f"docs/{page} has no python blocks."
-    namespace: dict = {"__name__": f"docs.{page}"}
+    # A real (temporary) module as the namespace, so that classes defined in the docs
+    # (equinox modules are dataclasses) can find their module in sys.modules.
+    module = types.ModuleType("docs_" + re.sub(r"\W", "_", page))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     for label, code, expected in blocks:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            exec(compile(code, label, "exec"), namespace)  # noqa: S102 - our own docs
+            exec(compile(code, label, "exec"), module.__dict__)  # noqa: S102 - our docs
         if expected is not None:
             assert _normalise(buf.getvalue()) == _normalise(expected), (
                 f"{label}: the block printed\n{buf.getvalue()}\nbut the page shows\n"

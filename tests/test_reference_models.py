@@ -250,3 +250,36 @@ def test_kholodenko_without_feedback_is_steady():
     assert np.abs(X - X[-1]).max() < 1e-4
     dx = np.asarray(model.derivative(jnp.asarray(X[-1])))
     assert np.abs(dx).max() < 1e-7
+
+
+def test_ensemble_agrees_with_repressilator_stability_criterion():
+    """Each member of a vmapped ensemble oscillates iff Box 1's criterion says unstable.
+
+    Criterion (REFERENCE-MODELS M2, checked there against eigenvalues): unstable iff
+    X < -2 or (beta+1)^2/beta < 3 X^2/(4 + 2X), X = -alpha n p*^(n-1)/(1+p*^n)^2.
+    Members within 10 % of the boundary (slow growth or decay) are not judged.
+    """
+    n_members, a0, n = 48, 0.2164, 2.0
+    rng = np.random.default_rng(1)
+    alpha = 216.404 * np.exp(rng.uniform(-4.0, 1.0, n_members))
+    beta = 0.2 * np.exp(rng.uniform(-1.5, 1.5, n_members))
+    ts = jnp.linspace(600.0, 1000.0, 801)
+    batch = jc.ensemble(jc.models.repressilator(), 0.0, 1000.0, saveat=ts,
+                        parameters={"alpha": jnp.asarray(alpha), "beta": jnp.asarray(beta)})
+    assert bool(batch.success.all())
+    p = np.asarray(batch["p_lacI"])
+    judged = 0
+    for i in range(n_members):
+        ps = brentq(lambda x: alpha[i] / (1 + x**n) + a0 - x, 0.0, 1e4)
+        X = -alpha[i] * n * ps ** (n - 1) / (1 + ps**n) ** 2
+        lhs = (beta[i] + 1) ** 2 / beta[i]
+        if X < -2:
+            unstable, margin = True, 1.0
+        else:
+            rhs = 3 * X**2 / (4 + 2 * X)
+            unstable, margin = lhs < rhs, abs(lhs / rhs - 1)
+        if margin < 0.1:
+            continue
+        judged += 1
+        assert jc.analysis.is_sustained(np.asarray(ts), p[i]) == unstable, (alpha[i], beta[i])
+    assert judged >= 0.8 * n_members

@@ -41,3 +41,24 @@ def period(t, x, *, min_peaks: int = 3, rel_prominence: float = 1e-3) -> float:
     if len(peaks) < min_peaks:
         return float("nan")
     return float(np.mean(np.diff(peaks)))
+
+
+def is_sustained(t, x, *, rel_amplitude: float = 1e-3, max_decay: float = 0.1) -> bool:
+    """True if ``x(t)`` oscillates with a non-decaying amplitude over the window.
+
+    The peak-to-trough amplitude of the last full cycle must be at least
+    ``1 - max_decay`` times that of the first cycle and at least ``rel_amplitude``
+    times the signal's magnitude. A damped oscillation (a stable focus) is not
+    sustained even though it has peaks.
+    """
+    t = np.asarray(t, dtype=float)
+    x = np.asarray(x, dtype=float)
+    scale = max(1e-300, float(np.max(np.abs(x)))) if x.size else 1.0
+    peaks = find_peaks(t, x)
+    if len(peaks) < 3:
+        return False
+    first = (t >= peaks[0]) & (t <= peaks[1])
+    last = (t >= peaks[-2]) & (t <= peaks[-1])
+    a_first = float(np.ptp(x[first]))
+    a_last = float(np.ptp(x[last]))
+    return a_last >= rel_amplitude * scale and a_last >= (1 - max_decay) * a_first
