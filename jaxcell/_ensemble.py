@@ -48,7 +48,8 @@ def ensemble(
 
     Arguments:
         model: a process or composite.
-        t0, t1: time span (shared by all members).
+        t0: start time (shared by all members).
+        t1: end time (shared by all members).
         parameters: ``{name: values of shape (batch,)}``.
         y0: ``{"scale/entity/variable": values of shape (batch, *shape)}``.
         throw: raise if any member fails (default ``False``).
@@ -57,7 +58,7 @@ def ensemble(
     Returns:
         A :class:`Trajectory` whose fields have a leading batch axis.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, jaxcell as jc
         >>> batch = jc.ensemble(jc.models.goodwin(), 0.0, 10.0, saveat=[10.0],
         ...                     parameters={"a": jnp.array([50.0, 100.0, 150.0])})

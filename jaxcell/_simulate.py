@@ -163,7 +163,7 @@ def simulate(
     t0: RealScalarLike,
     t1: RealScalarLike,
     *,
-    saveat: diffrax.SaveAt | ArrayLike | None = None,
+    saveat: diffrax.SaveAt | ArrayLike | Sequence[float] | None = None,
     solver: diffrax.AbstractSolver | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,

@@ -39,7 +39,7 @@ class Trajectory(eqx.Module):
 
     ts: Float[Array, " times"]
     values: State
-    stats: dict[str, Array]
+    stats: dict[str, Any]
     result: diffrax.RESULTS
     spec: StateSpec = eqx.field(static=True)
 

@@ -9,6 +9,9 @@
 - The ``python`` code blocks of the narrative pages run, in order, in one namespace per
   page; when a ``text`` block follows a ``python`` block, it is the exact output that the
   block prints. (These are our own documentation pages, so ``exec`` is fine here.)
+  Every page that has ``python`` blocks must be in ``EXECUTED_PAGES``.
+- ``docs/models.md`` describes every built-in model, and the file map in
+  ``docs/architecture.md`` lists every module of ``jaxcell/``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ EXECUTED_PAGES = (
     "index.md",
     "getting-started.md",
     "concepts/state-and-processes.md",
-    "concepts/simulate-and-solvers.md",
+    pytest.param("concepts/simulate-and-solvers.md", marks=pytest.mark.slow),
     "concepts/reaction-networks.md",
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
     pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
