@@ -236,18 +236,34 @@ class Composite(AbstractProcess):
         """All parameters as ``{"process.parameter": value}``."""
         return {f"{p.name}.{k}": v for p in self.leaves for k, v in p.parameters().items()}
 
+    def _resolve_parameter(self, key: str) -> tuple[str, str]:
+        leaves = self.leaves
+        proc, _, pname = key.partition(".")
+        for p in leaves:
+            if p.name == proc and pname in p.parameters():
+                return proc, pname
+        owners = [p.name for p in leaves if key in p.parameters()]
+        if len(owners) == 1:
+            return owners[0], key
+        why = (f"it is a parameter of {owners}; write 'process.{key}'" if owners else
+               "names are 'process.parameter' (or a parameter name that only one "
+               "process has)")
+        raise ModelError(
+            f"No parameter {key!r} in composite {self.name!r}: {why}; processes are "
+            f"{sorted(p.name for p in leaves)}.{_suggest(key, self.parameters())}"
+        )
+
+    def parameter(self, key: str) -> Array:
+        """One parameter's value, by ``"process.parameter"`` or a unique bare name."""
+        proc, pname = self._resolve_parameter(key)
+        return next(p for p in self.leaves if p.name == proc).parameters()[pname]
+
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> Composite:
-        """A copy with parameters replaced, by ``"process.parameter"`` name."""
+        """A copy with parameters replaced by name: ``"process.parameter"``, or a bare
+        parameter name that exactly one process has."""
         by_proc: dict[str, dict[str, ArrayLike]] = {}
-        known = {p.name for p in self.leaves}
         for key, v in values.items():
-            proc, _, pname = key.partition(".")
-            if proc not in known or not pname:
-                raise ModelError(
-                    f"No parameter {key!r} in composite {self.name!r}: names are "
-                    f"'process.parameter'; processes are {sorted(known)}."
-                    f"{_suggest(key, self.parameters())}"
-                )
+            proc, pname = self._resolve_parameter(key)
             by_proc.setdefault(proc, {})[pname] = v
 
         def rebuild(children):

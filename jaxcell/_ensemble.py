@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import diffrax
@@ -13,7 +13,7 @@ from jaxtyping import ArrayLike
 
 from ._composite import Composite
 from ._custom_types import RealScalarLike
-from ._errors import SimulationError
+from ._errors import ModelError, SimulationError
 from ._process import AbstractProcess
 from ._simulate import simulate
 from ._state import as_path, path_str
@@ -65,10 +65,17 @@ def ensemble(
         >>> batch["z"].shape, bool(batch.success.all())
         ((3, 1), True)
     """
+    if not isinstance(model, AbstractProcess):
+        raise SimulationError("ensemble: model must be a jaxcell process or composite.")
     names = tuple(parameters or {})
     known = model.parameters()
     for n in names:
-        if n not in known:
+        if isinstance(model, Composite):
+            try:
+                model.parameter(n)
+            except ModelError as e:
+                raise SimulationError(f"ensemble: {e}") from None
+        elif n not in known:
             raise SimulationError(
                 f"ensemble: {n!r} is not a parameter of {model.name!r}; parameters are "
                 f"{sorted(known)}."
@@ -85,8 +92,6 @@ def ensemble(
             f"ensemble: every batched input needs the same leading batch size; got "
             f"{ {k: v for k, v in sizes.items()} }."
         )
-    if not isinstance(model, (AbstractProcess, Composite)) or isinstance(model, Sequence):
-        raise SimulationError("ensemble: model must be a jaxcell process or composite.")
     kwargs = dict(simulate_kwargs, throw=throw)
     saveat = kwargs.get("saveat")
     if saveat is not None and not isinstance(saveat, diffrax.SaveAt):

@@ -54,6 +54,24 @@ def _vector_field(t, y, args):
 _TERM = diffrax.ODETerm(_vector_field)
 
 
+class _UserArgs(eqx.Module):
+    """Calls an event condition with the user's ``args`` (jaxcell passes the model too)."""
+
+    fn: Any
+
+    def __call__(self, t, y, args, **kwargs):
+        return self.fn(t, y, args[1], **kwargs)
+
+
+def _wrap_event(event: diffrax.Event | None) -> diffrax.Event | None:
+    if event is None:
+        return None
+    if not isinstance(event, diffrax.Event):
+        raise SimulationError(f"event must be a diffrax.Event; got {type(event).__name__}.")
+    cond = jax.tree_util.tree_map(_UserArgs, event.cond_fn, is_leaf=callable)
+    return diffrax.Event(cond, event.root_finder)
+
+
 def _cast(tree, dtype):
     def f(x):
         if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating):
@@ -100,8 +118,20 @@ def _initial_state(model: Composite, y0: Any) -> State:
             f"y0 must be a state dict (nested, or {{'scale/entity/variable': value}}); "
             f"got {type(y0).__name__}."
         )
-    flat_keys = all(isinstance(k, tuple) or (isinstance(k, str) and "/" in k) for k in y0)
-    overrides = {as_path(k): v for k, v in y0.items()} if flat_keys else flatten_state(y0)
+    nested = any(isinstance(v, Mapping) for v in y0.values())
+    if nested:
+        overrides = flatten_state(y0)
+    else:
+        overrides = {}
+        for k, v in y0.items():
+            if isinstance(k, str) and k.count("/") != 2:
+                path, index = _component(model, k)
+                current = overrides.get(path, base.get(path))
+                if current is None:
+                    raise SimulationError(f"y0 gives {k!r}, which is not a state variable.")
+                overrides[path] = jnp.asarray(current).at[index].set(v)
+            else:
+                overrides[as_path(k)] = v
     for path, value in overrides.items():
         if path not in base:
             derived = path in dict(model.spec.derived)
@@ -118,6 +148,25 @@ def _initial_state(model: Composite, y0: Any) -> State:
             )
         base[path] = value
     return nest_state(base)
+
+
+def _component(model: Composite, key: str):
+    """Resolve ``"label"`` or ``"scale/entity/variable/label"`` to (path, index)."""
+    if key.count("/") == 3:
+        var_path, label = key.rsplit("/", 1)
+        path = as_path(var_path)
+        try:
+            return path, model.spec.var(path).index(label)
+        except KeyError as e:
+            raise SimulationError(f"y0: {e.args[0]}") from None
+    hits = [(p, i) for p, i in model.spec.find_label(key) if p in dict(model.spec.owned)]
+    if len(hits) != 1:
+        what = "is ambiguous" if hits else "names no labelled component of a state variable"
+        raise SimulationError(
+            f"y0 key {key!r} {what}; use 'scale/entity/variable' or "
+            f"'scale/entity/variable/label'."
+        )
+    return hits[0]
 
 
 def _as_saveat(saveat, t0, t1) -> diffrax.SaveAt:
@@ -207,14 +256,18 @@ def simulate(
             (default: :func:`default_controller`).
         adjoint: a diffrax adjoint, passed through unchanged (default:
             :class:`diffrax.RecursiveCheckpointAdjoint`).
-        event: a :class:`diffrax.Event`, passed through unchanged.
+        event: a :class:`diffrax.Event`; its condition functions receive the state and
+            your ``args`` (``cond_fn(t, y, args, **kwargs)``). A terminating event
+            counts as success (``Trajectory.event_occurred`` tells it apart).
         progress_meter: a diffrax progress meter, passed through unchanged.
         max_steps: maximum number of solver steps.
         throw: raise on solver failure (the default); with ``False`` the failure is
             recorded in ``Trajectory.result`` (one code per member under ``vmap``).
         dt0: initial step size (``None`` lets the controller choose).
-        y0: initial values: a nested state, or ``{"scale/entity/variable": value}``
-            overriding some of the model's own initial values.
+        y0: initial values: a nested state, or overrides of some of the model's own
+            initial values by ``"scale/entity/variable"``, by
+            ``"scale/entity/variable/label"`` or by a unique label (e.g. a species
+            name): ``{"p_lacI": 5.0}``.
         args: passed to every process as ``args``.
         dtype: floating dtype of the computation (default ``float64``).
 
@@ -263,7 +316,7 @@ def simulate(
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
     progress_meter = diffrax.NoProgressMeter() if progress_meter is None else progress_meter
     return _solve(composite, state, t0a, t1a, dt0a, saveat, solver,
-                  stepsize_controller, adjoint, max_steps, throw, args, event,
+                  stepsize_controller, adjoint, max_steps, throw, args, _wrap_event(event),
                   progress_meter)
 
 

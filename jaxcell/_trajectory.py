@@ -45,8 +45,14 @@ class Trajectory(eqx.Module):
 
     @property
     def success(self) -> Bool[Array, "..."]:
-        """True where the solve finished successfully."""
-        return self.result == diffrax.RESULTS.successful
+        """True where the solve finished: it reached ``t1``, or a terminating event
+        stopped it (see ``event_occurred``)."""
+        return (self.result == diffrax.RESULTS.successful) | self.event_occurred
+
+    @property
+    def event_occurred(self) -> Bool[Array, "..."]:
+        """True where a terminating :class:`diffrax.Event` ended the solve early."""
+        return self.result == diffrax.RESULTS.event_occurred
 
     def messages(self) -> list[str]:
         """The solver's message for each member ('' on success)."""

@@ -189,3 +189,40 @@ def test_ensemble_helper_matches_individual_runs_and_does_not_recompile():
                     y0={"molecular/goodwin/species": z0[:2]})
     with pytest.raises(jc.SimulationError, match="'b' is not a parameter"):
         jc.ensemble(model, 0.0, 5.0, parameters={"b": a})
+
+
+def test_y0_by_label_and_component():
+    model = jc.models.goodwin()
+    kw = dict(saveat=[0.0], solver=diffrax.Tsit5())
+    traj = jc.simulate(model, 0.0, 1.0, y0={"z": 7.0, "molecular/goodwin/species/x": 3.0}, **kw)
+    np.testing.assert_allclose(traj["molecular/goodwin/species"][0], [3.0, 0.2, 7.0])
+    with pytest.raises(jc.SimulationError, match="'q' names no labelled component"):
+        jc.simulate(model, 0.0, 1.0, y0={"q": 1.0}, **kw)
+    with pytest.raises(jc.SimulationError, match="No component named 'zz'"):
+        jc.simulate(model, 0.0, 1.0, y0={"molecular/goodwin/species/zz": 1.0}, **kw)
+
+
+def test_terminating_event_sees_user_args_and_counts_as_success():
+    # x = exp(-t/2) crosses the threshold given in args at t = 2 ln 2.
+    event = diffrax.Event(lambda t, y, args, **kw: y["molecular"]["decay"]["x"] - args,
+                          root_finder=__import__("optimistix").Newton(1e-10, 1e-10))
+    traj = jc.simulate(decay(), 0.0, 10.0, saveat=diffrax.SaveAt(t1=True), args=0.5,
+                       event=event, solver=diffrax.Tsit5(), stepsize_controller=TIGHT)
+    assert bool(traj.success) and bool(traj.event_occurred)
+    np.testing.assert_allclose(traj.ts[-1], 2 * np.log(2), rtol=1e-8)
+
+
+def test_composite_parameter_names():
+    model = jc.Composite([jc.models.goodwin(), decay()])
+    assert float(model.parameter("goodwin.a")) == 100.0
+    assert float(model.parameter("a")) == 100.0  # unique bare name
+    assert float(model.replace_parameters({"k": 2.0}).parameter("decay.k")) == 2.0
+    two = jc.Composite([decay(), jc.ODE("other", {"y": 1.0}, lambda t, y, p: {"y": -y["y"]},
+                                       parameters={"k": 1.0})])
+    with pytest.raises(jc.ModelError, match="parameter of \\['decay', 'other'\\]"):
+        two.parameter("k")
+    batch = jc.ensemble(model, 0.0, 1.0, parameters={"goodwin.a": jnp.array([1.0, 2.0]),
+                                                     "k": jnp.array([0.1, 0.2])},
+                        saveat=[1.0], solver=diffrax.Tsit5())
+    np.testing.assert_allclose(batch["molecular/decay/x"][:, 0], np.exp(-np.array([0.1, 0.2])),
+                               rtol=1e-5)
