@@ -36,11 +36,19 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def repeat(fn: Callable[[], Any], repeats: int, min_total: float = 0.0,
-           max_repeats: int | None = None) -> list[float]:
-    """Times of ``repeats`` calls (more, up to ``max_repeats``, until ``min_total`` s)."""
-    times: list[float] = []
+           max_repeats: int | None = None, max_total: float = math.inf,
+           first: list[float] | None = None) -> list[float]:
+    """Wall times of calls of ``fn()``.
+
+    At least ``repeats`` calls (more, up to ``max_repeats``, until they add up to
+    ``min_total`` s), but stop early, after at least one call, once they add up to
+    ``max_total`` s. ``first`` are times already measured (counted as calls).
+    """
+    times: list[float] = list(first or [])
     limit = max_repeats if max_repeats is not None else repeats
     while len(times) < repeats or (sum(times) < min_total and len(times) < limit):
+        if times and sum(times) >= max_total:
+            break
         times.append(timed(fn)[0])
     return times
 
@@ -49,7 +57,7 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-# -- machine and versions --------------------------------------------------------------------
+# -- machine and versions ------------------------------------------------------------
 
 
 def _cpu_model() -> str:
@@ -265,7 +273,7 @@ def print_table(results: Results, tools: list[str], ref_tool: str = "jaxcell",
                     s += f"*{mark(r['note'])}"
             line += f"  {s:>{w_tool[t]}}"
         ref = cell.get((case, metric, ref_tool))
-        for p, rn in zip(peers, ratio_names):
+        for p, rn in zip(peers, ratio_names, strict=True):
             r = cell.get((case, metric, p))
             s = ""
             if (ref and r and ref["unit"] == "s" and r["unit"] == "s"
@@ -305,14 +313,15 @@ def print_matrix(results: Results, title: str = "", metrics: list[str] | None = 
         mets = [m for m in metrics if m in mets]
     w_case = max([4] + [len(c) for c in cases])
     widths = [max(9, len(m)) for m in mets]
-    head = f"{'case':<{w_case}}" + "".join(f"  {m:>{w}}" for m, w in zip(mets, widths))
+    head = f"{'case':<{w_case}}"
+    head += "".join(f"  {m:>{w}}" for m, w in zip(mets, widths, strict=True))
     if title:
         print("\n" + title)
     print(head)
     print("-" * len(head))
     for c in cases:
         line = f"{c:<{w_case}}"
-        for m, w in zip(mets, widths):
+        for m, w in zip(mets, widths, strict=True):
             r = cell.get((c, m))
             line += f"  {fmt(r['value'], r['unit']) if r else '':>{w}}"
         print(line)

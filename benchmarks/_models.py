@@ -157,4 +157,4 @@ def numpy_rhs(net, params: dict[str, float]):
 
 
 def param_dict(net, p) -> dict[str, float]:
-    return {k: float(v) for k, v in zip(net.parameter_names, np.asarray(p))}
+    return {k: float(v) for k, v in zip(net.parameter_names, np.asarray(p), strict=True)}

@@ -4,10 +4,10 @@ Kinetic laws are hand-written formula strings, one per reaction, taken from the
 equations of the models (Elowitz & Leibler 2000, Box 1; Kholodenko 2000, Table 1 /
 BIOMD0000000010), not generated from jaxcell's rate-law objects, so that roadrunner is
 an independent check of jaxcell's rate evaluation. Species ids, parameter ids and
-reaction ids are those of the jaxcell network; stoichiometry is read from the network
-(``net.stoichiometry``, net change per reaction; the models have no species that are
-both consumed and produced except the catalytic mRNA in translation, written as a
-modifier).
+reaction ids are those of the jaxcell network; stoichiometry is the network's net
+stoichiometry (``net.stoichiometry``). A species that a law reads but the reaction does
+not change (an enzyme, a repressor, the mRNA in translation ``m -> m + p``) is written
+as a modifier.
 
 All species live in one compartment of size 1, so amounts equal concentrations; SBML
 units are not declared (the benchmarks compare numbers only).
@@ -65,7 +65,8 @@ LAWS = {"repressilator": repressilator_laws, "mapk": kholodenko_laws}
 
 def _check(code: int, what: str) -> None:
     if code != libsbml.LIBSBML_OPERATION_SUCCESS:
-        raise RuntimeError(f"libsbml: {what} failed: {libsbml.OperationReturnValue_toString(code)}")
+        why = libsbml.OperationReturnValue_toString(code)
+        raise RuntimeError(f"libsbml: {what} failed: {why}")
 
 
 def _identifiers(formula: str) -> set[str]:
@@ -81,7 +82,8 @@ def network_to_sbml(net, laws: dict[str, str], parameters=None) -> str:
     """
     if libsbml is None:
         raise ImportError("python-libsbml is not installed")
-    values = {n: float(v) for n, v in zip(net.parameter_names, np.asarray(net.p))}
+    values = {n: float(v)
+              for n, v in zip(net.parameter_names, np.asarray(net.p), strict=True)}
     if parameters:
         values.update({k: float(v) for k, v in parameters.items()})
     N = np.asarray(net.stoichiometry)
@@ -96,7 +98,7 @@ def network_to_sbml(net, laws: dict[str, str], parameters=None) -> str:
     comp.setConstant(True)
     comp.setSize(1.0)
     comp.setSpatialDimensions(3)
-    for s, v in zip(species, x0):
+    for s, v in zip(species, x0, strict=True):
         sp = model.createSpecies()
         _check(sp.setId(s), f"species id {s}")
         sp.setCompartment("cell")
@@ -145,7 +147,8 @@ def network_to_sbml(net, laws: dict[str, str], parameters=None) -> str:
                 m.setSpecies(s)
         ast = libsbml.parseL3Formula(formula)
         if ast is None:
-            raise ValueError(f"libsbml cannot parse {formula!r}: {libsbml.getLastParseL3Error()}")
+            why = libsbml.getLastParseL3Error()
+            raise ValueError(f"libsbml cannot parse {formula!r}: {why}")
         kl = rx.createKineticLaw()
         _check(kl.setMath(ast), f"kinetic law of {rname}")
 

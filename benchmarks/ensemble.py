@@ -33,7 +33,8 @@ import sys
 if "--one-device" not in sys.argv:
     _flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in _flags:
-        os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=2").strip()
+        _flags += " --xla_force_host_platform_device_count=2"
+        os.environ["XLA_FLAGS"] = _flags.strip()
 
 import time  # noqa: E402
 
@@ -79,7 +80,7 @@ def settings(quick: bool) -> dict:
 
 
 def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
-    """max |a - ref| / max(|ref|, 1e-3 * max_t |ref_species|, 1e-12), over times and species."""
+    """max |a - ref| / max(|ref|, 1e-3 max_t |ref_species|, 1e-12) over times, species."""
     a, ref = np.asarray(a, float), np.asarray(ref, float)
     floor = np.maximum(1e-3 * np.max(np.abs(ref), axis=0, keepdims=True), 1e-12)
     return float(np.max(np.abs(a - ref) / np.maximum(np.abs(ref), floor)))
@@ -90,7 +91,7 @@ def perturbed(p0: np.ndarray, n: int) -> np.ndarray:
     return p0[None, :] * np.exp(SIGMA * rng.standard_normal((n, p0.size)))
 
 
-# -- jaxcell -----------------------------------------------------------------------------------
+# -- jaxcell ----------------------------------------------------------------------
 
 
 def make_sim(net, t1, ts):
@@ -137,8 +138,8 @@ class EnsembleRunner:
             m = n // len(devs)
             self.compiled = []
             for sh in self.shardings:
-                self.compiled.append(f.lower(jax.ShapeDtypeStruct((m, n_params), jnp.float64,
-                                                                  sharding=sh)).compile())
+                spec = jax.ShapeDtypeStruct((m, n_params), jnp.float64, sharding=sh)
+                self.compiled.append(f.lower(spec).compile())
         else:
             raise ValueError(method)
         self.compile_s = time.perf_counter() - t
@@ -147,7 +148,7 @@ class EnsembleRunner:
     def __call__(self, P_: np.ndarray):
         parts = np.split(P_, len(self.compiled))
         outs = [c(jax.device_put(x, sh)) for c, x, sh in
-                zip(self.compiled, parts, self.shardings)]
+                zip(self.compiled, parts, self.shardings, strict=True)]
         outs = jax.block_until_ready(outs)
         return [np.concatenate([np.asarray(o[i]) for o in outs]) for i in range(3)]
 
@@ -156,7 +157,7 @@ METHOD_LABEL = {"vmap": "vmap, 1 device", "spmd": "NamedSharding SPMD, 2 devices
                 "split": "batch split over 2 devices"}
 
 
-# -- peers ------------------------------------------------------------------------------------
+# -- peers ----------------------------------------------------------------------
 
 
 def scipy_solve(net, t1, ts, params, rtol=RTOL, atol=ATOL):
@@ -191,9 +192,10 @@ class RRModel:
 
     def rates(self, x, params) -> np.ndarray:
         self.set(params)
-        for s, v in zip(self.species, x):
+        for s, v in zip(self.species, x, strict=True):
             self.rr.setValue(f"[{s}]", float(v))
-        r = dict(zip(self.rr.model.getFloatingSpeciesIds(), self.rr.getRatesOfChange()))
+        r = dict(zip(self.rr.model.getFloatingSpeciesIds(), self.rr.getRatesOfChange(),
+                     strict=True))
         self.set(self.nominal)
         self.rr.reset()
         return np.array([r[s] for s in self.species])
@@ -224,7 +226,7 @@ def grad_err(g, ref) -> float:
     return float(np.max(np.abs(g - ref)) / np.max(np.abs(ref)))
 
 
-# -- one model ------------------------------------------------------------------------------
+# -- one model ----------------------------------------------------------------------
 
 
 def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
@@ -328,7 +330,7 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
             runner = EnsembleRunner(sim, m, n, len(p0))
             tw = []
             for _ in range(cfg["ens_repeats"]):
-                dt, out = C.timed(lambda r=runner: r(Pn))
+                dt, out = C.timed(lambda r=runner, x=Pn: r(x))
                 tw.append(dt)
             walls[m] = (C.median(tw), runner)
             ys_by[m] = out
@@ -346,9 +348,9 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
             if diff > 1e-6:
                 res.note(f"{case}: layouts disagree by {diff:.3g} (max abs)")
         lbl = METHOD_LABEL[best_method]
+        extra = f", {runner.n_compiles} executables" if runner.n_compiles > 1 else ""
         res.add(case, JX, "compile", runner.compile_s, "s",
-                note=f"AOT lower+compile, {lbl}"
-                     + (f", {runner.n_compiles} executables" if runner.n_compiles > 1 else ""))
+                note=f"AOT lower+compile, {lbl}{extra}")
         res.add(case, JX, "wall", wall, "s", note=f"{lbl}; median of {cfg['ens_repeats']}")
         res.add(case, JX, "per member", wall / n, "s")
         res.add(case, JX, "failures", int(n - np.sum(ok)), "count")
@@ -404,8 +406,9 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
     t_lower = time.perf_counter() - t
     compiled = lowered.compile()
     t_compile = time.perf_counter() - t
-    g_jx = np.asarray(C.block(compiled(x)))
-    times = C.repeat(lambda: compiled(x), cfg["grad_repeats"])
+    t_g, g_jx = C.timed(lambda: compiled(x))  # AOT-compiled: the first call is a run
+    g_jx = np.asarray(g_jx)
+    times = C.repeat(lambda: compiled(x), cfg["grad_repeats"], first=[t_g])
     res.add(case, JX, "compile (trace+lower+XLA)", t_compile, "s",
             note=f"trace {t_trace:.1f} s, lower {t_lower - t_trace:.1f} s")
     res.add(case, JX, "wall per gradient", C.median(times), "s",
@@ -415,7 +418,8 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
 
     # reference gradient: central differences of the tight LSODA solution
     def solve_ref(q):
-        return scipy_solve(net, t1, ts_np, _models.param_dict(net, q), REF_RTOL, REF_ATOL)[0]
+        params = _models.param_dict(net, q)
+        return scipy_solve(net, t1, ts_np, params, REF_RTOL, REF_ATOL)[0]
 
     t0 = time.perf_counter()
     g_ref = fd_gradient(solve_ref, p_star, y_ref, active, 1e-5, central=True)
@@ -428,9 +432,9 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
         return scipy_solve(net, t1, ts_np, _models.param_dict(net, q))[0]
 
     step = RTOL ** 0.5
+    t_fd, g_sp = C.timed(lambda: fd_gradient(solve_sp, p_star, y_ref, active, step))
     times = C.repeat(lambda: fd_gradient(solve_sp, p_star, y_ref, active, step),
-                     cfg["fd_repeats"])
-    g_sp = fd_gradient(solve_sp, p_star, y_ref, active, step)
+                     cfg["fd_repeats"], first=[t_fd])
     res.add(case, SP, "wall per gradient", C.median(times), "s",
             note=f"forward FD, {len(active) + 1} solves, step {step:g} relative")
     res.add(case, SP, "grad rel err vs FD reference", grad_err(g_sp, g_ref), "rel")
@@ -439,9 +443,9 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
             rr.set(_models.param_dict(net, q))
             return rr.solve()
 
+        t_fd, g_rr = C.timed(lambda: fd_gradient(solve_rr, p_star, y_ref, active, step))
         times = C.repeat(lambda: fd_gradient(solve_rr, p_star, y_ref, active, step),
-                         cfg["fd_repeats"])
-        g_rr = fd_gradient(solve_rr, p_star, y_ref, active, step)
+                         cfg["fd_repeats"], first=[t_fd])
         rr.set(rr.nominal)
         res.add(case, RR, "wall per gradient", C.median(times), "s",
                 note=f"forward FD, {len(active) + 1} solves, step {step:g} relative")
@@ -486,7 +490,8 @@ def main() -> None:
              "1e-3 max_t |ref_species|)")
     res.note("ratios are jaxcell / peer (below 1: jaxcell faster); peers run sequentially "
              "on 1 core, jaxcell ensembles use the layout named in the notes")
-    C.print_table(res, TOOLS, title=f"== ensemble.py results (total {res.elapsed():.0f} s) ==")
+    title = f"== ensemble.py results (total {res.elapsed():.0f} s) =="
+    C.print_table(res, TOOLS, title=title)
     for n in res.notes:
         print(f"NOTE: {n}")
     if args.json:

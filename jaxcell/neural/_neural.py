@@ -110,3 +110,37 @@ class _Renamed(eqx.Module):
 
     def __call__(self, t, x, p):
         return {"y": self.field(t, {"x": x["x"]}, p)["x"]}
+
+
+def neural_weights(model) -> object:
+    """A filter spec selecting the weights of every neural term in ``model``.
+
+    Use it with :func:`equinox.partition` to train the networks while keeping the
+    mechanistic parameters, initial values and input scalings fixed:
+
+        params, static = eqx.partition(model, jc.neural.neural_weights(model))
+
+    It marks the inexact arrays inside the networks of :func:`neural_rate` laws and
+    :func:`neural_coupling` processes, and nothing else.
+
+    Examples:
+        >>> import equinox as eqx, jax, jaxcell as jc
+        >>> mlp = eqx.nn.MLP(1, "scalar", 4, 1, key=jax.random.PRNGKey(0))
+        >>> net = jc.ReactionNetwork("n", {"A": 1.0}, [
+        ...     jc.Reaction("r", "A", "", jc.neural.neural_rate(mlp, ["A"]))])
+        >>> params, _ = eqx.partition(net, jc.neural.neural_weights(net))
+        >>> len(jax.tree_util.tree_leaves(params))  # 2 weight matrices + 2 biases
+        4
+    """
+
+    def is_neural(node) -> bool:
+        return isinstance(node, (NeuralField, _NeuralRateFn))
+
+    def mark(node):
+        off = jax.tree_util.tree_map(lambda _: False, node)
+        if not is_neural(node):
+            return off
+        return eqx.tree_at(lambda n: n.net, off,
+                           replace=jax.tree_util.tree_map(eqx.is_inexact_array, node.net))
+
+    return jax.tree_util.tree_map(mark, model, is_leaf=is_neural)
