@@ -12,46 +12,95 @@ import jax as _jax
 if _os.environ.get("JAXCELL_DISABLE_X64", "0") in ("", "0", "false", "False"):
     _jax.config.update("jax_enable_x64", True)
 
-from . import analysis as analysis, models as models, neural as neural
-from ._composite import Composite as Composite, as_composite as as_composite
+from . import analysis as analysis
+from . import models as models
+from . import neural as neural
+from ._composite import Composite as Composite
+from ._composite import as_composite as as_composite
 from ._ensemble import ensemble as ensemble
 from ._errors import (
     JaxcellError as JaxcellError,
+)
+from ._errors import (
     ModelError as ModelError,
+)
+from ._errors import (
     SimulationError as SimulationError,
+)
+from ._errors import (
     WiringError as WiringError,
 )
-from ._generic import ODE as ODE, Assignment as Assignment, Coupling as Coupling
+from ._generic import ODE as ODE
+from ._generic import Assignment as Assignment
+from ._generic import Coupling as Coupling
 from ._process import (
     AbstractContinuousProcess as AbstractContinuousProcess,
+)
+from ._process import (
     AbstractDerivedProcess as AbstractDerivedProcess,
+)
+from ._process import (
     AbstractProcess as AbstractProcess,
+)
+from ._process import (
     Ports as Ports,
 )
 from ._simulate import (
     count_compilations as count_compilations,
+)
+from ._simulate import (
     default_controller as default_controller,
+)
+from ._simulate import (
     default_solver as default_solver,
+)
+from ._simulate import (
     simulate as simulate,
 )
 from ._state import (
     StateSpec as StateSpec,
+)
+from ._state import (
     StateView as StateView,
+)
+from ._state import (
     Var as Var,
+)
+from ._state import (
     as_path as as_path,
+)
+from ._state import (
     flatten_state as flatten_state,
+)
+from ._state import (
     nest_state as nest_state,
 )
 from ._trajectory import Trajectory as Trajectory
 from .molecular import (
     AbstractRateLaw as AbstractRateLaw,
+)
+from .molecular import (
     ConservationLaw as ConservationLaw,
+)
+from .molecular import (
     Custom as Custom,
+)
+from .molecular import (
     HillActivation as HillActivation,
+)
+from .molecular import (
     HillRepression as HillRepression,
+)
+from .molecular import (
     MassAction as MassAction,
+)
+from .molecular import (
     MichaelisMenten as MichaelisMenten,
+)
+from .molecular import (
     Reaction as Reaction,
+)
+from .molecular import (
     ReactionNetwork as ReactionNetwork,
 )
 

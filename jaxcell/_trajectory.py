@@ -44,13 +44,13 @@ class Trajectory(eqx.Module):
     spec: StateSpec = eqx.field(static=True)
 
     @property
-    def success(self) -> Bool[Array, "..."]:
+    def success(self) -> Bool[Array, ...]:
         """True where the solve finished: it reached ``t1``, or a terminating event
         stopped it (see ``event_occurred``)."""
         return (self.result == diffrax.RESULTS.successful) | self.event_occurred
 
     @property
-    def event_occurred(self) -> Bool[Array, "..."]:
+    def event_occurred(self) -> Bool[Array, ...]:
         """True where a terminating :class:`diffrax.Event` ended the solve early."""
         return self.result == diffrax.RESULTS.event_occurred
 

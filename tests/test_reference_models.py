@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import peak_times
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 from scipy.special import lambertw
 
 import jaxcell as jc
-from helpers import peak_times
 
 TIGHT = jc.default_controller(1e-10, 1e-12)
 
@@ -270,7 +270,7 @@ def test_ensemble_agrees_with_repressilator_stability_criterion():
     p = np.asarray(batch["p_lacI"])
     judged = 0
     for i in range(n_members):
-        ps = brentq(lambda x: alpha[i] / (1 + x**n) + a0 - x, 0.0, 1e4)
+        ps = brentq(lambda x, a=alpha[i]: a / (1 + x**n) + a0 - x, 0.0, 1e4)
         X = -alpha[i] * n * ps ** (n - 1) / (1 + ps**n) ** 2
         lhs = (beta[i] + 1) ** 2 / beta[i]
         if X < -2:

@@ -2,10 +2,22 @@
 
 from ._library import (
     goodwin as goodwin,
+)
+from ._library import (
     kholodenko_mapk as kholodenko_mapk,
+)
+from ._library import (
     lotka_volterra as lotka_volterra,
+)
+from ._library import (
     michaelis_menten as michaelis_menten,
+)
+from ._library import (
     michaelis_menten_mass_action as michaelis_menten_mass_action,
+)
+from ._library import (
     repressilator as repressilator,
+)
+from ._library import (
     toggle_switch as toggle_switch,
 )
