@@ -174,6 +174,7 @@ class Results:
             "mode": "quick" if getattr(self.args, "quick", False) else "full",
             "argv": sys.argv[1:],
             "total_wall_s": round(self.elapsed(), 1),
+            "process_cpu_s": round(sum(os.times()[:4]), 1),
             "machine": machine,
             "versions": self.versions,
             "notes": self.notes,

@@ -1,12 +1,6 @@
 """The models the benchmarks run, and plain-numpy right-hand sides for the peers.
 
-``repressilator()`` and ``kholodenko_mapk()`` return jaxcell's own library models.
-If ``jc.models.kholodenko_mapk()`` cannot be built (jaxcell 0.1.0 fails on any network
-without a mass-action reaction: ``ValueError: cannot reshape array of size 0 into shape
-(0)`` in ``build_structure``), an identical network is assembled here with one extra
-*no-op* mass-action reaction ``MKKK -> MKKK`` with rate constant 0 (zero stoichiometry
-and zero rate, so the vector field is unchanged) and the fact is recorded in
-``WORKAROUNDS``.
+``repressilator()`` and ``kholodenko_mapk()`` are jaxcell's own library models.
 
 The numpy right-hand sides are written independently of jaxcell's rate-law code: the
 stoichiometry comes from ``net.stoichiometry`` and the reaction rates are hand-written
@@ -19,53 +13,13 @@ import numpy as np
 
 import jaxcell as jc
 
-WORKAROUNDS: list[str] = []
-PAD_REACTION = "_noop_pad"
-
 
 def repressilator() -> jc.ReactionNetwork:
     return jc.models.repressilator()
 
 
-def _kholodenko_copy() -> jc.ReactionNetwork:
-    # Same reactions, parameters and initial values as jaxcell/models/_library.py.
-    def v1(s, p):
-        return (p["V1"] * s["MKKK"]
-                / ((1.0 + (s["MAPK_PP"] / p["KI"]) ** p["n"]) * (p["K1"] + s["MKKK"])))
-
-    R, MM = jc.Reaction, jc.MichaelisMenten
-    reactions = [
-        R("v1", "MKKK", "MKKK_P", jc.Custom(v1, modifiers=("MAPK_PP",))),
-        R("v2", "MKKK_P", "MKKK", MM("V2", "K2")),
-        R("v3", "MKK", "MKK_P", MM("k3", "K3", enzyme="MKKK_P")),
-        R("v4", "MKK_P", "MKK_PP", MM("k4", "K4", enzyme="MKKK_P")),
-        R("v5", "MKK_PP", "MKK_P", MM("V5", "K5")),
-        R("v6", "MKK_P", "MKK", MM("V6", "K6")),
-        R("v7", "MAPK", "MAPK_P", MM("k7", "K7", enzyme="MKK_PP")),
-        R("v8", "MAPK_P", "MAPK_PP", MM("k8", "K8", enzyme="MKK_PP")),
-        R("v9", "MAPK_PP", "MAPK_P", MM("V9", "K9")),
-        R("v10", "MAPK_P", "MAPK", MM("V10", "K10")),
-        R(PAD_REACTION, "MKKK", "MKKK", jc.MassAction(0.0)),
-    ]
-    params = {"V1": 2.5, "KI": 9.0, "n": 1.0, "K1": 10.0, "V2": 0.25, "K2": 8.0,
-              "k3": 0.025, "K3": 15.0, "k4": 0.025, "K4": 15.0, "V5": 0.75, "K5": 15.0,
-              "V6": 0.75, "K6": 15.0, "k7": 0.025, "K7": 15.0, "k8": 0.025, "K8": 15.0,
-              "V9": 0.5, "K9": 15.0, "V10": 0.5, "K10": 15.0}
-    species = {"MKKK": 90.0, "MKKK_P": 10.0, "MKK": 280.0, "MKK_P": 10.0, "MKK_PP": 10.0,
-               "MAPK": 280.0, "MAPK_P": 10.0, "MAPK_PP": 10.0}
-    return jc.ReactionNetwork("mapk", species, reactions, params)
-
-
 def kholodenko_mapk() -> jc.ReactionNetwork:
-    try:
-        return jc.models.kholodenko_mapk()
-    except ValueError as e:
-        msg = (f"jc.models.kholodenko_mapk() raised {type(e).__name__}: {e}; using an "
-               f"identical copy with a zero-rate, zero-stoichiometry mass-action reaction "
-               f"{PAD_REACTION!r} (extra parameter '{PAD_REACTION}.k' = 0)")
-        if msg not in WORKAROUNDS:
-            WORKAROUNDS.append(msg)
-        return _kholodenko_copy()
+    return jc.models.kholodenko_mapk()
 
 
 # -- independent numpy right-hand sides ---------------------------------------------------
@@ -118,7 +72,7 @@ def _kholodenko_rates(names):
         V1, KI, n, K1, V2, K2, k3, K3, k4, K4, V5, K5, V6, K6, k7, K7, k8, K8, V9, K9, \
             V10, K10 = g
         pos = {f"v{i}": i - 1 for i in range(1, 11)}
-        perm = np.array([pos.get(r, 10) for r in names])  # 10: a no-op padding reaction
+        perm = np.array([pos[r] for r in names])
 
         def rates(x):
             x1, x2, x3, x4, x5, x6, x7, x8 = (x[i] for i in a)
@@ -133,7 +87,6 @@ def _kholodenko_rates(names):
                 k8 * x5 * x7 / (K8 + x7),
                 V9 * x8 / (K9 + x8),
                 V10 * x7 / (K10 + x7),
-                0.0,
             ])
             return v[perm]
 

@@ -197,8 +197,6 @@ def main() -> None:
         if a and b:
             res.add(f"ratio {max(sizes)}/{min(sizes)} reactions", TOOL, metric, a / b,
                     "ratio")
-    for w in _models.WORKAROUNDS:
-        res.note(w)
     res.note("compile (first - run) = first jc.simulate call minus the median of later "
              "calls; 'sim trace/lower/XLA compile' come from an ahead-of-time compile of "
              "the same solve inside a user jax.jit (a separate compilation)")

@@ -10,8 +10,8 @@ Cases, per model:
 * single simulation: wall time (median of repeated calls after compilation) of
   ``jc.simulate``; compile time reported separately (first call minus median);
 * ensembles of 1,000 and 10,000 parameter sets (all parameters perturbed log-normally,
-  sigma 0.1, seed 0): jaxcell ``jax.jit(jax.vmap(...))`` over parameter arrays, on one
-  CPU device or split over 2 CPU devices (the faster is used; both are reported);
+  sigma 0.1, seed 0): jaxcell ``jax.jit(jax.vmap(...))`` over parameter arrays, in one
+  process or split over 2 worker processes (the faster is used; both are reported);
   scipy LSODA and roadrunner in a Python loop (extrapolated rows say so);
 * gradient of a least-squares loss (sum of squared differences between the trajectory
   and the nominal reference trajectory) at one perturbed parameter set, w.r.t. all
@@ -28,9 +28,10 @@ from __future__ import annotations
 import os
 import sys
 
-# Two XLA CPU devices so that ensembles can be split over both cores. Must precede the
-# first import of jax (also through jaxcell or _common).
-if "--one-device" not in sys.argv:
+# Two XLA CPU devices for the in-process 2-device ensemble layouts (--layouts ...split or
+# ...spmd; not defaults, see EnsembleRunner). Must precede the first import of jax (also
+# through jaxcell or _common).
+if "--one-device" not in sys.argv and any("split" in a or "spmd" in a for a in sys.argv):
     _flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in _flags:
         _flags += " --xla_force_host_platform_device_count=2"
@@ -106,13 +107,21 @@ def make_sim(net, t1, ts):
 
 
 class EnsembleRunner:
-    """jit(vmap(sim)) over a batch of parameter vectors, in one of three layouts.
+    """jit(vmap(sim)) over a batch of parameter vectors, in one process.
 
-    ``vmap``: one XLA CPU device. ``spmd``: the batch sharded over all devices with a
-    ``NamedSharding`` (XLA's SPMD partitioner; the loop condition then needs a cross-device
-    reduction every step). ``split``: the batch cut in one piece per device, each piece
-    run by its own compiled executable, dispatched asynchronously so the pieces run
-    concurrently (no communication).
+    ``vmap``: one XLA CPU device. ``spmd``: the batch sharded over both CPU devices with
+    a ``NamedSharding`` (XLA's SPMD partitioner; the loop condition then needs a
+    cross-device reduction every step). ``split``: the batch cut in one piece per device,
+    each piece run by its own compiled executable, dispatched asynchronously so the
+    pieces run concurrently.
+
+    ``spmd`` and ``split`` can deadlock with jaxlib 0.10.2 on 2 cores: both devices'
+    computations run on XLA's intra-op thread pool (one thread per core), and jaxlib's
+    batched LU kernel (``lapack_dgetrf_ffi`` -> ``ParallelBatchMap``) schedules its
+    pieces on that same pool and blocks waiting for them; with both pool threads blocked
+    in that wait nothing is left to run the pieces (seen with gdb: both ``tf_XLAEigen``
+    threads in ``BlockingCounter::Wait``, 0% CPU). So they run only when asked for; the
+    default two-core layout is :class:`ProcessRunner`.
     """
 
     def __init__(self, sim, method: str, n: int, n_params: int):
@@ -143,7 +152,8 @@ class EnsembleRunner:
         else:
             raise ValueError(method)
         self.compile_s = time.perf_counter() - t
-        self.n_compiles = len(self.compiled)
+        self.compile_note = "AOT lower+compile" + (
+            f" of {len(self.compiled)} executables" if len(self.compiled) > 1 else "")
 
     def __call__(self, P_: np.ndarray):
         parts = np.split(P_, len(self.compiled))
@@ -153,8 +163,112 @@ class EnsembleRunner:
         return [np.concatenate([np.asarray(o[i]) for o in outs]) for i in range(3)]
 
 
-METHOD_LABEL = {"vmap": "vmap, 1 device", "spmd": "NamedSharding SPMD, 2 devices",
-                "split": "batch split over 2 devices"}
+class ProcessRunner:
+    """The batch split over 2 worker processes, each running ``vmap`` on its half.
+
+    Each worker (this script with ``--worker``) imports jax, loads its half of the
+    parameters, compiles ahead of time and reports ready; the timed call then tells both
+    to run at once and collects their results. Separate processes have separate XLA
+    thread pools, so this avoids the deadlock of the in-process 2-device layouts.
+    ``compile_s`` is the wall time until both workers are ready (python and jax start-up
+    plus compilation, the two workers in parallel).
+    """
+
+    def __init__(self, model: str, P_: np.ndarray, n_workers: int = 2):
+        import subprocess
+        import tempfile
+
+        self.compile_note = f"start-up + compile of {n_workers} worker processes"
+        self.tmp = tempfile.mkdtemp(prefix="jaxcell-bench-")
+        self.procs, self.outs, self.errs = [], [], []
+        t = time.perf_counter()
+        for i, part in enumerate(np.split(P_, n_workers)):
+            inp = os.path.join(self.tmp, f"in{i}.npy")
+            np.save(inp, part)
+            self.outs.append(os.path.join(self.tmp, f"out{i}.npz"))
+            err = open(os.path.join(self.tmp, f"err{i}.txt"), "w")  # noqa: SIM115
+            self.errs.append(err)
+            self.procs.append(subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--worker", model, inp,
+                 self.outs[-1], "--one-device"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                bufsize=1))
+        for i in range(n_workers):
+            self._expect(i, "READY")
+        self.compile_s = time.perf_counter() - t
+
+    def _expect(self, i: int, word: str) -> None:
+        p = self.procs[i]
+        while True:
+            line = p.stdout.readline()
+            if not line:
+                self.errs[i].flush()
+                with open(self.errs[i].name) as f:
+                    tail = f.read()[-3000:]
+                raise RuntimeError(f"ensemble worker {i} died:\n{tail}")
+            if line.startswith("@@ "):
+                if line.split()[1] != word:
+                    raise RuntimeError(f"worker {i}: expected {word}, got {line!r}")
+                return
+
+    def _send(self, cmd: str) -> None:
+        for p in self.procs:
+            p.stdin.write(cmd + "\n")
+            p.stdin.flush()
+
+    def __call__(self, P_: np.ndarray):
+        self._send("RUN")
+        for i in range(len(self.procs)):
+            self._expect(i, "DONE")
+        self._send("SAVE")
+        parts = []
+        for i in range(len(self.procs)):
+            self._expect(i, "SAVED")
+            with np.load(self.outs[i]) as z:
+                parts.append([z["ys"], z["ok"], z["steps"]])
+        return [np.concatenate([p[k] for p in parts]) for k in range(3)]
+
+    def close(self) -> None:
+        import shutil
+
+        self._send("EXIT")
+        for p, e in zip(self.procs, self.errs, strict=True):
+            p.wait(timeout=60)
+            e.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def worker_main(argv: list[str]) -> None:
+    """``--worker MODEL IN.npy OUT.npz``: serve RUN / SAVE / EXIT on stdin."""
+    model, inp, out = argv[argv.index("--worker") + 1:][:3]
+    build, t1, _ = MODELS[model]
+    net = build()
+    sim = make_sim(net, t1, jnp.linspace(0.0, t1, N_POINTS))
+    P_ = np.load(inp)
+    runner = EnsembleRunner(sim, "vmap", P_.shape[0], P_.shape[1])
+    print(f"@@ READY {runner.compile_s:.3f}", flush=True)
+    result = None
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "RUN":
+            result = runner(P_)
+            print("@@ DONE", flush=True)
+        elif cmd == "SAVE":
+            np.savez(out, ys=result[0], ok=result[1], steps=result[2])
+            print("@@ SAVED", flush=True)
+        elif cmd == "EXIT":
+            break
+
+
+def make_runner(model: str, sim, method: str, P_: np.ndarray):
+    if method == "procs":
+        return ProcessRunner(model, P_)
+    return EnsembleRunner(sim, method, P_.shape[0], P_.shape[1])
+
+
+METHOD_LABEL = {"vmap": "vmap, 1 device", "procs": "2 processes x vmap",
+                "spmd": "NamedSharding SPMD, 2 devices",
+                "split": "batch split over 2 devices in 1 process"}
 
 
 # -- peers ----------------------------------------------------------------------
@@ -238,7 +352,7 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
     p0 = np.asarray(net.p, float)
     pnames = list(net.parameter_names)
     nominal = _models.param_dict(net, p0)
-    active = [i for i, v in enumerate(p0) if v != 0.0]  # leaves out a zero no-op padding
+    active = [i for i, v in enumerate(p0) if v != 0.0]  # FD needs a nonzero scale
     print(f"\n=== {name}: {len(net.species)} species, {len(net.reaction_names)} reactions, "
           f"{len(pnames)} parameters, t in [0, {t1:g}], {N_POINTS} points ===", flush=True)
 
@@ -325,20 +439,20 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
         walls = {}
         ys_by = {}
         for m in cand:
-            if m != "vmap" and len(jax.devices()) < 2:
+            if m in ("split", "spmd") and len(jax.devices()) < 2:
                 continue
-            runner = EnsembleRunner(sim, m, n, len(p0))
+            runner = make_runner(name, sim, m, Pn)
             tw = []
             for _ in range(cfg["ens_repeats"]):
                 dt, out = C.timed(lambda r=runner, x=Pn: r(x))
                 tw.append(dt)
             walls[m] = (C.median(tw), runner)
             ys_by[m] = out
+            if hasattr(runner, "close"):
+                runner.close()
             if len(cand) > 1:
                 res.add(case, JX, f"wall [{METHOD_LABEL[m]}]", walls[m][0], "s",
-                        note=f"compile {runner.compile_s:.1f} s"
-                             + (f" ({runner.n_compiles} executables)"
-                                if runner.n_compiles > 1 else ""))
+                        note=f"{runner.compile_note} {runner.compile_s:.1f} s")
         best_method = min(walls, key=lambda k: walls[k][0]) if best_method is None \
             else best_method
         wall, runner = walls[best_method]
@@ -348,9 +462,8 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
             if diff > 1e-6:
                 res.note(f"{case}: layouts disagree by {diff:.3g} (max abs)")
         lbl = METHOD_LABEL[best_method]
-        extra = f", {runner.n_compiles} executables" if runner.n_compiles > 1 else ""
         res.add(case, JX, "compile", runner.compile_s, "s",
-                note=f"AOT lower+compile, {lbl}{extra}")
+                note=f"{runner.compile_note}, {lbl}")
         res.add(case, JX, "wall", wall, "s", note=f"{lbl}; median of {cfg['ens_repeats']}")
         res.add(case, JX, "per member", wall / n, "s")
         res.add(case, JX, "failures", int(n - np.sum(ok)), "count")
@@ -454,17 +567,22 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
 
 
 def main() -> None:
+    if "--worker" in sys.argv:
+        worker_main(sys.argv)
+        return
     ap = C.base_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="repressilator,mapk",
                     help="comma-separated subset of: " + ", ".join(MODELS))
     ap.add_argument("--sizes", default="1000,10000", help="ensemble sizes")
-    ap.add_argument("--layouts", default="vmap,spmd,split",
+    ap.add_argument("--layouts", default="vmap,procs",
                     help="ensemble layouts compared at the first size (the fastest is used "
-                         "for the others): vmap (1 device), spmd (NamedSharding), split")
+                         "for the others): vmap (1 device), procs (2 worker processes), "
+                         "and, at the risk of a deadlock with jaxlib 0.10.2, split (2 CPU "
+                         "devices in one process) and spmd (NamedSharding)")
     ap.add_argument("--scipy-members", type=int, help="scipy ensemble members actually run")
     ap.add_argument("--rr-max", type=int, help="roadrunner ensemble members actually run")
     ap.add_argument("--one-device", action="store_true",
-                    help="do not split the CPU into 2 XLA devices")
+                    help="do not split the CPU into 2 XLA devices for split/spmd")
     args = ap.parse_args()
     cfg = settings(args.quick)
     if args.scipy_members:
@@ -484,8 +602,6 @@ def main() -> None:
     methods = [m for m in args.layouts.split(",") if m]
     for name in args.models.split(","):
         bench_model(name, res, cfg, sizes, methods)
-    for w in _models.WORKAROUNDS:
-        res.note(w)
     res.note("relative error: max over times and species of |a - ref| / max(|ref|, "
              "1e-3 max_t |ref_species|)")
     res.note("ratios are jaxcell / peer (below 1: jaxcell faster); peers run sequentially "
