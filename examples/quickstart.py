@@ -24,19 +24,12 @@ def reporter_rhs(t, y, p):
     return {"gfp": p["k"] * y["z"] - p["d"] * y["gfp"]}
 
 
-def _select_z():
-    # The reporter reads the scalar z; an Assignment picks it out of the species vector.
-    return jc.Assignment("z_signal", "molecular/goodwin/z",
-                         lambda t, x, p: x["s"][2],
-                         reads={"s": "molecular/goodwin/species"})
-
-
 def main(quick: bool = False, out_dir: str | None = None) -> dict:
     loop = jc.models.goodwin(n=10.0)
     reporter = jc.ODE("reporter", {"gfp": 0.0}, reporter_rhs,
                       parameters={"k": 0.5, "d": 0.2},
-                      inputs={"z": "molecular/goodwin/z"})
-    model = jc.Composite([loop, _select_z(), reporter])
+                      inputs={"z": "molecular/goodwin/species/z"})  # one species
+    model = jc.Composite([loop, reporter])
     t1 = 30.0 if quick else 100.0
     ts = jnp.linspace(0.0, t1, 301 if quick else 1001)
     traj = jc.simulate(model, 0.0, t1, saveat=ts)

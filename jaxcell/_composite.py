@@ -108,6 +108,17 @@ def _wire(leaves: Sequence[AbstractProcess]):
                 )
             if path in setter and isinstance(p, AbstractDerivedProcess):
                 deps.setdefault(i, set()).add(setter[path])
+        for path, label in pt.components:
+            if path not in provided:
+                continue
+            labels = var_of[path].labels or ()
+            if label not in labels:
+                prov = leaves[owner.get(path, setter.get(path, 0))]
+                raise WiringError(
+                    f"{_label(p)} reads component {label!r} of {path_str(path)!r}, but "
+                    f"{_label(prov)} provides no such label; labels: {list(labels)}."
+                    f"{_suggest(label, labels)}"
+                )
         for path in pt.changes:
             if path in setter:
                 raise WiringError(
@@ -302,13 +313,16 @@ class Composite(AbstractProcess):
         """The initial state pytree of the owned variables."""
         return nest_state(self.initial_values())
 
+    def _labels(self) -> dict[Path, tuple[str, ...] | None]:
+        return {p: v.labels for p, v in self.spec.owned + self.spec.derived}
+
     def derive(self, t: Array, y: State, args: Any = None) -> dict[Path, Array]:
         """The full state (owned and derived variables) as a flat ``{path: value}``."""
         flat = dict(flatten_state(y))
         leaves = self.leaves
         for i in self.derived_order:
             proc = leaves[i]
-            view = StateView(flat, self.allowed[i], proc.name)
+            view = StateView(flat, self.allowed[i], proc.name, self._labels())
             out = proc.compute(t, view, args)  # pyright: ignore
             sets = proc.ports().sets
             for path, value in out.items():
@@ -338,7 +352,7 @@ class Composite(AbstractProcess):
         for i, proc in enumerate(self.leaves):
             if not isinstance(proc, AbstractContinuousProcess):
                 continue
-            view = StateView(flat, self.allowed[i], proc.name)
+            view = StateView(flat, self.allowed[i], proc.name, self._labels())
             out = proc.rates(t, view, args)
             for path, value in out.items():
                 if path not in self.writable[i]:

@@ -27,7 +27,7 @@ from ._process import (
     check_finite,
     replace_in_dict,
 )
-from ._state import StateView, Var, as_path, path_str
+from ._state import Ref, StateView, Var, as_path, as_ref, path_str
 
 
 def _params(owner: str, parameters: Mapping[str, ArrayLike] | None) -> dict[str, Array]:
@@ -42,6 +42,17 @@ def _params(owner: str, parameters: Mapping[str, ArrayLike] | None) -> dict[str,
 
 def _aliases(owner: str, mapping: Mapping[str, PathLike] | None) -> dict[str, Path]:
     return {str(k): as_path(v) for k, v in (mapping or {}).items()}
+
+
+def _refs(owner: str, mapping: Mapping[str, PathLike] | None) -> dict[str, Ref]:
+    """Aliases to paths or to labelled components (``"scale/entity/variable/label"``)."""
+    return {str(k): as_ref(v) for k, v in (mapping or {}).items()}
+
+
+def _read_ports(refs: Mapping[str, Ref]) -> tuple[dict[Path, None], tuple[tuple[Path, str], ...]]:
+    reads = {r[:3]: None for r in refs.values()}
+    comps = tuple((r[:3], r[3]) for r in refs.values() if len(r) == 4)
+    return reads, comps  # pyright: ignore[reportReturnType]
 
 
 def _check_outputs(owner: str, out: Any, expected: Mapping[str, Any], what: str):
@@ -80,7 +91,7 @@ class ODE(AbstractContinuousProcess):
     rhs: Callable
     params: dict[str, Array]
     scale: str = eqx.field(static=True)
-    inputs: dict[str, Path] = eqx.field(static=True)
+    inputs: dict[str, Ref] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -99,7 +110,7 @@ class ODE(AbstractContinuousProcess):
         self.rhs = rhs
         self.params = _params(f"ODE {name!r}", parameters)
         self.scale = scale
-        self.inputs = _aliases(name, inputs)
+        self.inputs = _refs(name, inputs)
         clash = set(self.inputs) & set(self.y0)
         if clash:
             raise ModelError(
@@ -110,9 +121,11 @@ class ODE(AbstractContinuousProcess):
         return (self.scale, self.name, var)
 
     def ports(self) -> Ports:
+        reads, comps = _read_ports(self.inputs)
         return Ports(
             owns={self._path(k): Var(v.shape) for k, v in self.y0.items()},
-            reads={p: None for p in self.inputs.values()},
+            reads=reads,
+            components=comps,
         )
 
     def initial_values(self) -> dict[Path, Array]:
@@ -145,7 +158,7 @@ class Coupling(AbstractContinuousProcess):
     name: str
     fn: Callable
     params: dict[str, Array]
-    reads_: dict[str, Path] = eqx.field(static=True)
+    reads_: dict[str, Ref] = eqx.field(static=True)
     changes_: dict[str, Path] = eqx.field(static=True)
 
     def __init__(
@@ -160,7 +173,7 @@ class Coupling(AbstractContinuousProcess):
         self.name = name
         self.fn = fn
         self.params = _params(f"Coupling {name!r}", parameters)
-        self.reads_ = _aliases(name, reads)
+        self.reads_ = _refs(name, reads)
         self.changes_ = _aliases(name, changes)
         if not self.changes_:
             raise ModelError(f"Coupling {name!r}: 'changes' must name at least one path.")
@@ -173,9 +186,9 @@ class Coupling(AbstractContinuousProcess):
             )
 
     def ports(self) -> Ports:
-        reads = {p: None for p in self.reads_.values()}
+        reads, comps = _read_ports(self.reads_)
         reads.update({p: None for p in self.changes_.values()})
-        return Ports(reads=reads, changes=tuple(self.changes_.values()))
+        return Ports(reads=reads, changes=tuple(self.changes_.values()), components=comps)
 
     def initial_values(self) -> dict[Path, Array]:
         return {}
@@ -204,7 +217,7 @@ class Assignment(AbstractDerivedProcess):
     params: dict[str, Array]
     target: Path = eqx.field(static=True)
     var: Var = eqx.field(static=True)
-    reads_: dict[str, Path] = eqx.field(static=True)
+    reads_: dict[str, Ref] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -222,11 +235,11 @@ class Assignment(AbstractDerivedProcess):
         self.params = _params(f"Assignment {name!r}", parameters)
         self.target = as_path(target)
         self.var = Var(tuple(shape), labels)
-        self.reads_ = _aliases(name, reads)
+        self.reads_ = _refs(name, reads)
 
     def ports(self) -> Ports:
-        return Ports(reads={p: None for p in self.reads_.values()},
-                     sets={self.target: self.var})
+        reads, comps = _read_ports(self.reads_)
+        return Ports(reads=reads, sets={self.target: self.var}, components=comps)
 
     def initial_values(self) -> dict[Path, Array]:
         return {}

@@ -40,6 +40,9 @@ class Ports:
     reads: Mapping[Path, Var | None] = dataclasses.field(default_factory=dict)
     changes: tuple[Path, ...] = ()
     sets: Mapping[Path, Var] = dataclasses.field(default_factory=dict)
+    components: tuple[tuple[Path, str], ...] = ()
+    """Labelled components read (``(path, label)``); ``path`` must also be in ``reads``.
+    Checked against the provider's labels when the model is wired."""
 
 
 class AbstractProcess(eqx.Module):

@@ -45,6 +45,25 @@ def as_path(path: PathLike) -> Path:
     return parts  # pyright: ignore[reportReturnType]
 
 
+Ref = tuple[str, ...]
+"""A :data:`Path`, or a path plus a component label ``(scale, entity, variable, label)``."""
+
+
+def as_ref(ref: PathLike | tuple[str, str, str, str]) -> Ref:
+    """Normalise a path or a component reference.
+
+    ``"scale/entity/variable"`` (or a 3-tuple) names a whole variable;
+    ``"scale/entity/variable/label"`` (or a 4-tuple) names one labelled component of it,
+    e.g. one species of a reaction network.
+    """
+    parts = tuple(ref.split("/")) if isinstance(ref, str) else ref
+    if isinstance(parts, tuple) and len(parts) == 4:
+        if not all(isinstance(p, str) and p for p in parts):
+            raise WiringError(f"A component reference has four non-empty parts; got {ref!r}.")
+        return parts  # pyright: ignore[reportReturnType]
+    return as_path(ref)  # pyright: ignore[reportArgumentType]
+
+
 def path_str(path: Path) -> str:
     """Write a path as ``"scale/entity/variable"``."""
     return "/".join(path)
@@ -145,24 +164,43 @@ class StateSpec:
 class StateView(Mapping):
     """Read access to the state for one process, limited to what it declared.
 
-    Indexing with a path (tuple or ``"scale/entity/variable"``) returns the array.
+    Indexing with a path (tuple or ``"scale/entity/variable"``) returns the array;
+    ``"scale/entity/variable/label"`` returns one labelled component.
     Reading an undeclared path raises :class:`WiringError` naming the process, so that
     a process's declaration is always a true account of what it uses.
     """
 
-    def __init__(self, flat: Mapping[Path, Array], allowed: Iterable[Path], owner: str):
+    def __init__(
+        self,
+        flat: Mapping[Path, Array],
+        allowed: Iterable[Path],
+        owner: str,
+        labels: Mapping[Path, tuple[str, ...] | None] | None = None,
+    ):
         self._flat = flat
         self._allowed = frozenset(allowed)
         self._owner = owner
+        self._labels = labels or {}
 
-    def __getitem__(self, path: PathLike) -> Array:
-        p = as_path(path)
+    def __getitem__(self, path: PathLike | Ref) -> Array:
+        ref = as_ref(path)
+        p = ref[:3]
         if p not in self._allowed:
             raise WiringError(
                 f"Process {self._owner!r} read {path_str(p)!r}, which it did not declare "
                 f"in reads(); declared: {sorted(map(path_str, self._allowed))}."
             )
-        return self._flat[p]
+        value = self._flat[p]
+        if len(ref) == 3:
+            return value
+        labels = self._labels.get(p) or ()
+        if ref[3] not in labels:
+            raise WiringError(
+                f"Process {self._owner!r} read component {ref[3]!r} of {path_str(p)!r}, "
+                f"which has no such label; labels: {list(labels)}."
+                f"{_suggest(ref[3], labels)}"
+            )
+        return value[..., labels.index(ref[3])]
 
     def __iter__(self):
         return iter(p for p in self._flat if p in self._allowed)

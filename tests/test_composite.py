@@ -167,3 +167,32 @@ def test_nested_composites_and_parameters():
                                rtol=1e-7, atol=1e-10)
     with pytest.raises(jc.ModelError, match="No parameter 'z.a'"):
         outer.replace_parameters({"z.a": 1.0})
+
+
+def test_component_reads_by_label():
+    """Processes read one labelled component, e.g. one species of a network."""
+    # Network: A -> 0 at rate 1 (A = exp(-t)); a reporter integrates dG/dt = A.
+    net = jc.ReactionNetwork("net", {"A": 1.0, "B": 5.0}, [jc.Reaction("decay", "A", "", 1.0)])
+    reporter = jc.ODE("rep", {"G": 0.0}, lambda t, y, p: {"G": y["a"]},
+                      inputs={"a": "molecular/net/species/A"})
+    double = jc.Assignment("double", "molecular/net/twoA", lambda t, x, p: 2 * x["a"],
+                           reads={"a": "molecular/net/species/A"})
+    gene = jc.ReactionNetwork("gene", {"X": 0.0}, [
+        jc.Reaction("expr", "", "X", jc.Custom(lambda s, p: s["a"], modifiers=("a",)))],
+        inputs={"a": "molecular/net/species/A"})
+    model = jc.Composite([net, reporter, double, gene])
+    ts = jnp.linspace(0, 3, 7)
+    traj = jc.simulate(model, 0.0, 3.0, saveat=ts, stepsize_controller=jc.default_controller(1e-10, 1e-12))
+    t = np.asarray(ts)
+    np.testing.assert_allclose(traj["molecular/rep/G"], 1 - np.exp(-t), rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(traj["X"], 1 - np.exp(-t), rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(traj["molecular/net/twoA"], 2 * np.exp(-t), rtol=1e-7)
+
+
+def test_component_read_of_unknown_label():
+    net = jc.ReactionNetwork("net", {"A": 1.0}, [jc.Reaction("decay", "A", "", 1.0)])
+    reporter = jc.ODE("rep", {"G": 0.0}, lambda t, y, p: {"G": y["a"]},
+                      inputs={"a": "molecular/net/species/Aa"})
+    with pytest.raises(jc.WiringError, match="reads component 'Aa' of 'molecular/net/species'.*"
+                                             "Did you mean 'A'"):
+        jc.Composite([net, reporter])

@@ -14,7 +14,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._custom_types import Path, PathLike
 from .._errors import ModelError
 from .._process import AbstractContinuousProcess, Ports, as_parameter_array, is_concrete
-from .._state import StateView, Var, _suggest, as_path
+from .._state import Ref, StateView, Var, _suggest, as_ref
 from ._conservation import ConservationLaw, conservation_laws
 from ._ratelaws import Custom
 from ._reaction import Reaction
@@ -68,7 +68,8 @@ class ReactionNetwork(AbstractContinuousProcess):
         reactions: the :class:`Reaction`\ s.
         parameters: ``{name: value}`` referred to by rate laws.
         inputs: ``{alias: path}``: scalar variables elsewhere in the state that rate laws
-            may read by alias (e.g. an inducer set by another process).
+            may read by alias (e.g. an inducer set by another process), or labelled
+            components such as ``"molecular/other_net/species/X"``.
         fixed: species held constant (boundary species): rates do not change them.
         scale: the scale part of the state path (default ``"molecular"``).
 
@@ -98,7 +99,7 @@ class ReactionNetwork(AbstractContinuousProcess):
     species: tuple[str, ...] = eqx.field(static=True)
     parameter_names: tuple[str, ...] = eqx.field(static=True)
     reaction_names: tuple[str, ...] = eqx.field(static=True)
-    inputs: tuple[tuple[str, Path], ...] = eqx.field(static=True)
+    inputs: tuple[tuple[str, Ref], ...] = eqx.field(static=True)
     scale: str = eqx.field(static=True)
     structure: Structure = eqx.field(static=True)
     nonnegative: tuple[int, ...] = eqx.field(static=True)
@@ -150,7 +151,7 @@ class ReactionNetwork(AbstractContinuousProcess):
                 hasattr(v, "shape") and np.shape(v) == ()
             ):
                 raise ModelError(f"{where}: parameter {k!r} must be a scalar number.")
-        input_paths = {str(a): as_path(p) for a, p in (inputs or {}).items()}
+        input_paths = {str(a): as_ref(p) for a, p in (inputs or {}).items()}
         built = build_structure(
             name,
             names,
@@ -185,7 +186,8 @@ class ReactionNetwork(AbstractContinuousProcess):
     def ports(self) -> Ports:
         return Ports(
             owns={self.path: Var((len(self.species),), self.species)},
-            reads={p: Var(()) for _, p in self.inputs},
+            reads={r[:3]: (Var(()) if len(r) == 3 else None) for _, r in self.inputs},
+            components=tuple((r[:3], r[3]) for _, r in self.inputs if len(r) == 4),
         )
 
     def initial_values(self) -> dict[Path, Array]:
