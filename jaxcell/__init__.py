@@ -15,6 +15,7 @@ if _os.environ.get("JAXCELL_DISABLE_X64", "0") in ("", "0", "false", "False"):
 from . import analysis as analysis
 from . import models as models
 from . import neural as neural
+from . import solvers as solvers
 from ._composite import Composite as Composite
 from ._composite import as_composite as as_composite
 from ._ensemble import ensemble as ensemble

@@ -18,7 +18,7 @@ def _demo(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
 
     from . import analysis, models
-    from ._simulate import simulate
+    from ._simulate import default_solver, simulate
 
     out_dir = args.out
     os.makedirs(out_dir, exist_ok=True)
@@ -39,7 +39,7 @@ def _demo(args: argparse.Namespace) -> int:
     late = t >= 0.5 * args.t1
     print()
     print(f"Repressilator, t in [0, {args.t1:g}] (dimensionless; unit = mRNA lifetime/ln 2)")
-    print(f"  solver: Kvaerno5, rtol 1e-6, atol 1e-8, float64; result: "
+    print(f"  solver: {type(default_solver()).__name__}, rtol 1e-6, atol 1e-8, float64; result: "
           f"{'success' if bool(traj.success) else traj.messages()[0]}")
     print(f"  steps: {int(traj.stats['num_accepted_steps'])} accepted, "
           f"{int(traj.stats['num_rejected_steps'])} rejected")

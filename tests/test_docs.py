@@ -37,6 +37,7 @@ PUBLIC_MODULES = (
     "jaxcell.neural",
     "jaxcell.analysis",
     "jaxcell.molecular",
+    "jaxcell.solvers",
 )
 # Narrative pages whose ``python`` blocks are executed. Pages that compile several
 # solves (about 10 s or more) are slow tests.

@@ -1,0 +1,237 @@
+"""Tests of jaxcell.solvers.Rodas5 (Rosenbrock 5(4) stiff solver)."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import central_difference, peak_times
+
+import jaxcell as jc
+from jaxcell.solvers import Rodas5
+from jaxcell.solvers._rosenbrock import standard_form
+
+# ---------------------------------------------------------------------------------
+# Coefficients: Rosenbrock order conditions (exact Jacobian), via elementary weights.
+
+
+def _trees(n, _cache={}):  # noqa: B006 - deliberate memo table
+    """Rooted trees with n vertices, each a sorted tuple of child trees."""
+    if n not in _cache:
+        if n == 1:
+            _cache[n] = [()]
+        else:
+            out = set()
+
+            def forests(rem, smallest):
+                if rem == 0:
+                    yield ()
+                    return
+                for size in range(1, rem + 1):
+                    for t in _trees(size):
+                        key = (size, repr(t))
+                        if key < smallest:
+                            continue
+                        for rest in forests(rem - size, key):
+                            yield (t,) + rest
+
+            for f in forests(n - 1, (0, "")):
+                out.add(tuple(sorted(f, key=repr)))
+            _cache[n] = sorted(out, key=repr)
+    return _cache[n]
+
+
+def _density(t):
+    r = 1 + sum(_size(c) for c in t)
+    for c in t:
+        r *= _density(c)
+    return r
+
+
+def _size(t):
+    return 1 + sum(_size(c) for c in t)
+
+
+def _phi(t, alpha, beta):
+    # A vertex with one child couples through beta = alpha + gamma (the J-term);
+    # with several children through alpha only (Hairer & Wanner II, Sec. IV.7).
+    if not t:
+        return np.ones(alpha.shape[0])
+    if len(t) == 1:
+        return beta @ _phi(t[0], alpha, beta)
+    out = np.ones(alpha.shape[0])
+    for c in t:
+        out = out * (alpha @ _phi(c, alpha, beta))
+    return out
+
+
+def test_tree_counts():
+    assert [len(_trees(n)) for n in range(1, 6)] == [1, 1, 2, 4, 9]
+
+
+def test_order_conditions():
+    alpha, beta, b, b_hat = standard_form()
+    for n in range(1, 6):
+        for t in _trees(n):
+            assert abs(b @ _phi(t, alpha, beta) - 1 / _density(t)) < 1e-13, (n, t)
+            if n <= 4:
+                assert abs(b_hat @ _phi(t, alpha, beta) - 1 / _density(t)) < 1e-13
+    # Not order 6, and the embedded solution is not order 5 (a genuine error estimate).
+    assert max(abs(b @ _phi(t, alpha, beta) - 1 / _density(t)) for t in _trees(6)) > 1e-4
+    assert max(abs(b_hat @ _phi(t, alpha, beta) - 1 / _density(t))
+               for t in _trees(5)) > 1e-4
+    # Stiffly accurate: b is the last row of beta, b_hat the last row of alpha.
+    np.testing.assert_allclose(b, beta[-1], atol=1e-13)
+    np.testing.assert_allclose(b_hat, alpha[-1], atol=1e-13)
+    np.testing.assert_allclose(np.diag(beta - alpha), 0.19, atol=1e-13)
+
+
+# ---------------------------------------------------------------------------------
+# Convergence order with constant steps on a non-autonomous, nonlinear pytree problem.
+
+
+def _vf(t, y, args):
+    return {"a": -y["a"] + jnp.sin(t) * y["b"], "b": -2 * y["b"] * y["a"] ** 2 + jnp.cos(t)}
+
+
+def test_convergence_order():
+    y0 = {"a": jnp.array(1.0), "b": jnp.array(0.5)}
+    term = diffrax.ODETerm(_vf)
+    ref = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 2.0, 1e-3, y0,
+                              stepsize_controller=diffrax.PIDController(rtol=1e-13,
+                                                                        atol=1e-13),
+                              max_steps=100_000).ys
+
+    @jax.jit
+    def solve(dt):
+        return diffrax.diffeqsolve(term, Rodas5(), 0.0, 2.0, dt, y0, max_steps=100).ys
+
+    errs = []
+    for n in (5, 10, 20, 40):
+        ys = solve(2.0 / n)
+        errs.append(max(abs(float(ys[k][0] - ref[k][0])) for k in y0))
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(orders - 5) < 0.3), orders
+
+
+def test_linear_system_exact_solution_order():
+    a = jnp.array([[-1.0, 2.0], [-2.0, -1.0]])
+    y0 = jnp.array([1.0, 0.0])
+    term = diffrax.ODETerm(lambda t, y, args: a @ y)
+    exact = jax.scipy.linalg.expm(a * 3.0) @ y0
+    errs = []
+    for n in (6, 12, 24):
+        ys = diffrax.diffeqsolve(term, Rodas5(), 0.0, 3.0, 3.0 / n, y0).ys[0]
+        errs.append(float(jnp.max(jnp.abs(ys - exact))))
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all(np.abs(orders - 5) < 0.3), orders
+
+
+# ---------------------------------------------------------------------------------
+# Robertson's stiff chemical kinetics.
+
+
+def _robertson(t, y, args):
+    y1, y2, y3 = y
+    return jnp.stack([-0.04 * y1 + 1e4 * y2 * y3,
+                      0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2,
+                      3e7 * y2**2])
+
+
+def test_robertson_against_scipy_radau():
+    from scipy.integrate import solve_ivp
+
+    ts = np.concatenate([[0.0], np.logspace(-5, 5, 41)])
+    y0 = np.array([1.0, 0.0, 0.0])
+    ref = solve_ivp(lambda t, y: np.asarray(_robertson(t, y, None)), (0.0, 1e5), y0,
+                    method="Radau", t_eval=ts, rtol=1e-10, atol=1e-14,
+                    jac=lambda t, y: np.asarray(jax.jacfwd(_robertson, 1)(t, y, None)))
+    assert ref.success
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_robertson), Rodas5(), 0.0, 1e5, None, jnp.asarray(y0),
+        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+        # step_ts: step to each save time, so that the comparison measures the solver
+        # rather than the cubic Hermite dense output (which, between the long steps of
+        # this problem, is only accurate to ~5e-4 relative in y2).
+        stepsize_controller=diffrax.PIDController(rtol=1e-7,
+                                                  atol=jnp.array([1e-10, 1e-14, 1e-10]),
+                                                  step_ts=jnp.asarray(ts)),
+        max_steps=20_000)
+    ys = np.asarray(sol.ys)
+    np.testing.assert_allclose(ys, ref.y.T, rtol=1e-4, atol=1e-14)
+    assert int(sol.stats["num_rejected_steps"]) < 20
+    np.testing.assert_allclose(ys.sum(axis=1), 1.0, atol=1e-9)
+    assert int(sol.stats["num_steps"]) < 2_000
+
+
+# ---------------------------------------------------------------------------------
+# Through jaxcell.simulate.
+
+
+def test_repressilator_period_and_agreement_with_default():
+    model = jc.models.repressilator()
+    ts = jnp.linspace(0.0, 1000.0, 20001)
+    ctrl = jc.default_controller(1e-9, 1e-11)
+    traj = jc.simulate(model, 0.0, 1000.0, saveat=ts, solver=Rodas5(),
+                       stepsize_controller=ctrl)
+    assert traj.success
+    t = np.asarray(traj.ts)
+    late = t >= 500
+    for g in ("lacI", "tetR", "cI"):
+        period = np.mean(np.diff(peak_times(t[late], np.asarray(traj[f"p_{g}"])[late])))
+        np.testing.assert_allclose(period, 43.451, rtol=1e-3, err_msg=g)
+    ts2 = jnp.linspace(0.0, 200.0, 41)
+    a = jc.simulate(model, 0.0, 200.0, saveat=ts2, solver=Rodas5())
+    b = jc.simulate(model, 0.0, 200.0, saveat=ts2)
+    np.testing.assert_allclose(np.asarray(a["p_lacI"]), np.asarray(b["p_lacI"]),
+                               rtol=1e-4, atol=1e-5)
+
+
+def _loss(p, model, ts, adjoint=None):
+    m = model.replace_parameters({"alpha": p[0], "beta": p[1]})
+    traj = jc.simulate(m, 0.0, 30.0, saveat=ts, solver=Rodas5(), adjoint=adjoint,
+                       stepsize_controller=jc.default_controller(1e-10, 1e-12))
+    return jnp.sum(traj["p_lacI"] ** 2) / ts.shape[0]
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_gradient_matches_finite_differences(mode):
+    model = jc.models.repressilator()
+    ts = jnp.linspace(1.0, 30.0, 30)
+    x = np.array([216.404, 0.2])
+    if mode == "reverse":
+        g = np.asarray(jax.jit(jax.grad(lambda p: _loss(p, model, ts)))(x))
+    else:
+        g = np.asarray(jax.jit(jax.jacfwd(
+            lambda p: _loss(p, model, ts, diffrax.ForwardMode())))(x))
+    fd = central_difference(jax.jit(lambda p: _loss(p, model, ts)), x,
+                            h=np.array([1e-2, 1e-5]))
+    np.testing.assert_allclose(g, fd, rtol=1e-4)
+
+
+def test_vmap_over_parameters():
+    model = jc.models.repressilator()
+    alphas = jnp.array([100.0, 216.404, 300.0])
+    ts = jnp.linspace(0.0, 50.0, 11)
+
+    def run(alpha):
+        m = model.replace_parameters({"alpha": alpha})
+        traj = jc.simulate(m, 0.0, 50.0, saveat=ts, solver=Rodas5(), throw=False)
+        return traj["p_lacI"], traj.result
+
+    batch, results = jax.jit(jax.vmap(run))(alphas)
+    assert batch.shape == (3, 11)
+    for i, alpha in enumerate(alphas):
+        m = model.replace_parameters({"alpha": alpha})
+        single = jc.simulate(m, 0.0, 50.0, saveat=ts, solver=Rodas5())["p_lacI"]
+        np.testing.assert_allclose(np.asarray(batch[i]), np.asarray(single),
+                                   rtol=1e-9, atol=1e-12)
+
+
+def test_is_adaptive_and_jittable_with_pytree_state():
+    assert isinstance(Rodas5(), diffrax.AbstractAdaptiveSolver)
+    traj = jc.simulate(jc.models.kholodenko_mapk(), 0.0, 3600.0, solver=Rodas5())
+    assert traj.success
+    ref = jc.simulate(jc.models.kholodenko_mapk(), 0.0, 3600.0)
+    np.testing.assert_allclose(np.asarray(traj["MAPK_PP"]), np.asarray(ref["MAPK_PP"]),
+                               rtol=1e-3, atol=1e-3)
