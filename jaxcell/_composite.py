@@ -46,6 +46,32 @@ def _leaves(processes: Sequence[AbstractProcess]) -> list[AbstractProcess]:
     return out
 
 
+def _checked(
+    proc: AbstractProcess, values: Mapping[Path, Any], declared: Mapping[Path, Var], what: str
+) -> dict[Path, Array]:
+    """``values`` as arrays, checked to cover exactly ``declared`` with the right shapes."""
+    out: dict[Path, Array] = {}
+    for path, value in values.items():
+        if path not in declared:
+            raise WiringError(
+                f"{_label(proc)} gave a {what} for {path_str(path)!r}, which it does not "
+                f"declare (declared: {describe_paths(sorted(declared))})."
+            )
+        value = jnp.asarray(value)
+        if value.shape != declared[path].shape:
+            raise WiringError(
+                f"{_label(proc)}: {what} of {path_str(path)!r} has shape {value.shape}; "
+                f"declared {declared[path].shape}."
+            )
+        out[path] = value
+    missing = set(declared) - set(out)
+    if missing:
+        raise WiringError(
+            f"{_label(proc)} gave no {what} for {describe_paths(sorted(missing))}."
+        )
+    return out
+
+
 def _wire(leaves: Sequence[AbstractProcess]):
     """Check the declarations of ``leaves`` against each other.
 
@@ -222,25 +248,7 @@ class Composite(AbstractProcess):
         out: dict[Path, Array] = {}
         for p in self.leaves:
             declared = p.ports().owns
-            for path, value in p.initial_values().items():
-                value = jnp.asarray(value)
-                if path not in declared:
-                    raise WiringError(
-                        f"{_label(p)} gave an initial value for {path_str(path)!r}, "
-                        f"which it does not own."
-                    )
-                if value.shape != declared[path].shape:
-                    raise WiringError(
-                        f"{_label(p)}: initial value of {path_str(path)!r} has shape "
-                        f"{value.shape}; declared {declared[path].shape}."
-                    )
-                out[path] = value
-            missing = set(declared) - set(out)
-            if missing:
-                raise WiringError(
-                    f"{_label(p)} owns {describe_paths(sorted(missing))} but gave no "
-                    f"initial value."
-                )
+            out.update(_checked(p, p.initial_values(), declared, "initial value"))
         return out
 
     def parameters(self) -> dict[str, Array]:
@@ -325,24 +333,7 @@ class Composite(AbstractProcess):
             view = StateView(flat, self.allowed[i], proc.name, self._labels())
             out = proc.compute(t, view, args)  # pyright: ignore
             sets = proc.ports().sets
-            for path, value in out.items():
-                if path not in sets:
-                    raise WiringError(
-                        f"{_label(proc)} returned {path_str(path)!r}, which it does not "
-                        f"declare in 'sets'."
-                    )
-                value = jnp.asarray(value)
-                if value.shape != sets[path].shape:
-                    raise WiringError(
-                        f"{_label(proc)} computed {path_str(path)!r} with shape "
-                        f"{value.shape}; declared {sets[path].shape}."
-                    )
-                flat[path] = value
-            missing = set(sets) - set(out)
-            if missing:
-                raise WiringError(
-                    f"{_label(proc)} did not compute {describe_paths(sorted(missing))}."
-                )
+            flat.update(_checked(proc, out, sets, "computed value"))
         return flat
 
     def vector_field(self, t: Array, y: State, args: Any = None) -> State:

@@ -196,3 +196,54 @@ def test_component_read_of_unknown_label():
     with pytest.raises(jc.WiringError, match="reads component 'Aa' of 'molecular/net/species'.*"
                                              "Did you mean 'A'"):
         jc.Composite([net, reporter])
+
+
+class BadInit(jc.AbstractContinuousProcess):
+    """Declares a scalar but gives a vector initial value."""
+
+    name: str = "badinit"
+
+    def ports(self):
+        return jc.Ports(owns={("m", "b", "x"): jc.Var(())})
+
+    def initial_values(self):
+        return {("m", "b", "x"): jnp.ones(2)}
+
+    def parameters(self):
+        return {}
+
+    def replace_parameters(self, values):
+        return self
+
+    def rates(self, t, state, args):
+        return {("m", "b", "x"): jnp.zeros(())}
+
+
+class BadDerived(jc.AbstractDerivedProcess):
+    """Declares 'm/d/y' but computes 'm/d/z'."""
+
+    name: str = "badderived"
+
+    def ports(self):
+        return jc.Ports(sets={("m", "d", "y"): jc.Var(())})
+
+    def initial_values(self):
+        return {}
+
+    def parameters(self):
+        return {}
+
+    def replace_parameters(self, values):
+        return self
+
+    def compute(self, t, state, args):
+        return {("m", "d", "z"): jnp.zeros(())}
+
+
+def test_process_outputs_checked_against_declarations():
+    with pytest.raises(jc.WiringError, match=r"BadInit 'badinit': initial value of 'm/b/x' "
+                                             r"has shape \(2,\); declared \(\)"):
+        jc.simulate(BadInit(), 0.0, 1.0)
+    with pytest.raises(jc.WiringError, match="BadDerived 'badderived' gave a computed value "
+                                             "for 'm/d/z', which it does not declare"):
+        jc.simulate(jc.Composite([decay(), BadDerived()]), 0.0, 1.0)
