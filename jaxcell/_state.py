@@ -15,7 +15,6 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import jax.numpy as jnp
 from jaxtyping import Array
 
 from ._custom_types import Path, PathLike, State
@@ -207,8 +206,3 @@ class StateView(Mapping):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-def zeros_like_var(var: Var, dtype=None) -> Array:
-    """An array of zeros with the shape of ``var``."""
-    return jnp.zeros(var.shape, dtype=dtype)
