@@ -196,7 +196,9 @@ def _robertson(t, y, args):
                       3e7 * y2**2])
 
 
-def test_robertson_against_scipy_radau():
+@pytest.fixture(scope="module")
+def robertson_reference():
+    """Save times, initial state and scipy's Radau solution at rtol 1e-10 (shared)."""
     from scipy.integrate import solve_ivp
 
     ts = np.concatenate([[0.0], np.logspace(-5, 5, 41)])
@@ -205,6 +207,11 @@ def test_robertson_against_scipy_radau():
                     method="Radau", t_eval=ts, rtol=1e-10, atol=1e-14,
                     jac=lambda t, y: np.asarray(jax.jacfwd(_robertson, 1)(t, y, None)))
     assert ref.success
+    return ts, y0, ref
+
+
+def test_robertson_against_scipy_radau(robertson_reference):
+    ts, y0, ref = robertson_reference
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_robertson), Rodas5(), 0.0, 1e5, None, jnp.asarray(y0),
         saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
@@ -225,20 +232,13 @@ def test_robertson_against_scipy_radau():
 _ROB_ATOL = np.array([1e-10, 1e-14, 1e-10])
 
 
-def test_robertson_dense_output_against_scipy_radau():
+def test_robertson_dense_output_against_scipy_radau(robertson_reference):
     # Save times fall inside long steps (no step_ts), so the values come from the dense
     # output. Measured (float64, CPU): relative errors 7.2e-8 (y1), 3.8e-7 (y2), and for
     # y3 |err| / (|y3| + atol) = 8.7e-4, at t ~ 2e-5 where y3 ~ 1e-10 is below its
     # atol (an O(1e-13) absolute error in the initial transient). The cubic Hermite
     # dense output used before gave 1.9e-6, 4.6e-4 and 5.6e-3.
-    from scipy.integrate import solve_ivp
-
-    ts = np.concatenate([[0.0], np.logspace(-5, 5, 41)])
-    y0 = np.array([1.0, 0.0, 0.0])
-    ref = solve_ivp(lambda t, y: np.asarray(_robertson(t, y, None)), (0.0, 1e5), y0,
-                    method="Radau", t_eval=ts, rtol=1e-10, atol=1e-14,
-                    jac=lambda t, y: np.asarray(jax.jacfwd(_robertson, 1)(t, y, None)))
-    assert ref.success
+    ts, y0, ref = robertson_reference
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_robertson), Rodas5(), 0.0, 1e5, None, jnp.asarray(y0),
         saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
