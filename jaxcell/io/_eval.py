@@ -1,0 +1,384 @@
+"""Evaluate SBML expression trees as JAX computations.
+
+An :class:`Env` holds the time, the state vector and the constants of one evaluation;
+symbol values are computed lazily and memoised at trace time, so assignment rules,
+reaction rates and initial assignments are evaluated in dependency order without an
+explicit sort (and a cycle is reported as an error). The tree is interpreted: nothing
+from the model file is ever turned into source code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import gammaln
+
+from ._errors import SBMLError, SBMLUnsupportedError
+from ._structure import Structure
+
+AVOGADRO = 6.02214076e23  # SBML L3v2 value (2019 SI definition)
+_TIME = "\0time"  # scope key that overrides the time (rateOf of assigned variables)
+
+
+def _num(v):
+    v = jnp.asarray(v)
+    if v.dtype == jnp.bool_:
+        return v.astype(jnp.result_type(float))
+    return v
+
+
+def _bool(v):
+    v = jnp.asarray(v)
+    if v.dtype == jnp.bool_:
+        return v
+    return v != 0
+
+
+def _reduce(fn, xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = fn(out, x)
+    return out
+
+
+def _chain(cmp, xs):
+    xs = [_num(x) for x in xs]
+    out = cmp(xs[0], xs[1])
+    for a, b in zip(xs[1:-1], xs[2:]):
+        out = out & cmp(a, b)
+    return out
+
+
+def _piecewise(xs):
+    pieces = list(xs)
+    otherwise = pieces.pop() if len(pieces) % 2 == 1 else None
+    values = [pieces[i] for i in range(0, len(pieces), 2)]
+    conds = [_bool(pieces[i]) for i in range(1, len(pieces), 2)]
+    all_bool = all(jnp.asarray(v).dtype == jnp.bool_ for v in values) and (
+        otherwise is None or jnp.asarray(otherwise).dtype == jnp.bool_)
+    conv = (lambda v: jnp.asarray(v)) if all_bool else _num
+    out = conv(otherwise) if otherwise is not None else (
+        jnp.asarray(False) if all_bool else jnp.asarray(jnp.nan))
+    for v, c in reversed(list(zip(values, conds))):
+        out = jnp.where(c, conv(v), out)
+    return out
+
+
+def _log(xs):
+    if len(xs) == 1:
+        return jnp.log10(_num(xs[0]))
+    base, x = _num(xs[0]), _num(xs[1])
+    return jnp.log(x) / jnp.log(base)
+
+
+def _root(xs):
+    if len(xs) == 1:
+        return jnp.sqrt(_num(xs[0]))
+    deg, x = _num(xs[0]), _num(xs[1])
+    # odd integer roots of negative numbers are real
+    odd = (jnp.mod(deg, 2) == 1)
+    mag = jnp.abs(x) ** (1.0 / deg)
+    return jnp.where(odd & (x < 0), -mag, x ** (1.0 / deg))
+
+
+def _minus(xs):
+    if len(xs) == 1:
+        return -_num(xs[0])
+    return _num(xs[0]) - _num(xs[1])
+
+
+def _power(xs):
+    a, b = _num(xs[0]), _num(xs[1])
+    return jnp.power(a, b)
+
+
+_UNARY = {
+    "abs": jnp.abs, "exp": jnp.exp, "ln": jnp.log, "floor": jnp.floor, "ceiling": jnp.ceil,
+    "sin": jnp.sin, "cos": jnp.cos, "tan": jnp.tan,
+    "sec": lambda x: 1 / jnp.cos(x), "csc": lambda x: 1 / jnp.sin(x),
+    "cot": lambda x: 1 / jnp.tan(x),
+    "sinh": jnp.sinh, "cosh": jnp.cosh, "tanh": jnp.tanh,
+    "sech": lambda x: 1 / jnp.cosh(x), "csch": lambda x: 1 / jnp.sinh(x),
+    "coth": lambda x: 1 / jnp.tanh(x),
+    "arcsin": jnp.arcsin, "arccos": jnp.arccos, "arctan": jnp.arctan,
+    "arcsec": lambda x: jnp.arccos(1 / x), "arccsc": lambda x: jnp.arcsin(1 / x),
+    "arccot": lambda x: jnp.arctan(1 / x),
+    "arcsinh": jnp.arcsinh, "arccosh": jnp.arccosh, "arctanh": jnp.arctanh,
+    "arcsech": lambda x: jnp.arccosh(1 / x), "arccsch": lambda x: jnp.arcsinh(1 / x),
+    "arccoth": lambda x: jnp.arctanh(1 / x),
+    "factorial": lambda x: jnp.round(jnp.exp(gammaln(x + 1.0))),
+}
+
+_NARY = {
+    "plus": lambda xs: _reduce(jnp.add, [_num(x) for x in xs]) if xs else jnp.asarray(0.0),
+    "times": lambda xs: _reduce(jnp.multiply, [_num(x) for x in xs]) if xs
+    else jnp.asarray(1.0),
+    "minus": _minus,
+    "divide": lambda xs: _num(xs[0]) / _num(xs[1]),
+    "power": _power,
+    "log": _log,
+    "root": _root,
+    "sqrt": lambda xs: jnp.sqrt(_num(xs[0])),
+    "piecewise": _piecewise,
+    "and": lambda xs: _reduce(jnp.logical_and, [_bool(x) for x in xs]) if xs
+    else jnp.asarray(True),
+    "or": lambda xs: _reduce(jnp.logical_or, [_bool(x) for x in xs]) if xs
+    else jnp.asarray(False),
+    "xor": lambda xs: _reduce(jnp.logical_xor, [_bool(x) for x in xs]) if xs
+    else jnp.asarray(False),
+    "not": lambda xs: jnp.logical_not(_bool(xs[0])),
+    "implies": lambda xs: jnp.logical_or(jnp.logical_not(_bool(xs[0])), _bool(xs[1])),
+    "eq": lambda xs: _chain(jnp.equal, xs),
+    "neq": lambda xs: jnp.not_equal(_num(xs[0]), _num(xs[1])),
+    "gt": lambda xs: _chain(jnp.greater, xs),
+    "lt": lambda xs: _chain(jnp.less, xs),
+    "geq": lambda xs: _chain(jnp.greater_equal, xs),
+    "leq": lambda xs: _chain(jnp.less_equal, xs),
+    "max": lambda xs: _reduce(jnp.maximum, [_num(x) for x in xs]),
+    "min": lambda xs: _reduce(jnp.minimum, [_num(x) for x in xs]),
+    "quotient": lambda xs: jnp.trunc(_num(xs[0]) / _num(xs[1])),
+    "rem": lambda xs: jnp.fmod(_num(xs[0]), _num(xs[1])),
+}
+
+
+class Env:
+    """One evaluation of a model's symbols.
+
+    ``mode="initial"``: values at the start, from ``p`` (attribute values), initial
+    assignments and assignment rules. ``mode="dynamic"``: values at time ``t`` from the
+    state vector ``x`` and the constants ``c``. ``history(t)`` (dynamic mode, optional)
+    returns the state at an earlier time, for ``delay``.
+    """
+
+    def __init__(self, st: Structure, mode: str, *, t, p=None, x=None, c=None,
+                 history=None, dtype=None):
+        self.st = st
+        self.mode = mode
+        self.t = t
+        self.p = p
+        self.x = x
+        self.c = c
+        self.history = history
+        self.dtype = dtype or jnp.result_type(float)
+        self.cache: dict = {}
+        self.active: set = set()
+
+    # -- symbols -----------------------------------------------------------------------
+    def value(self, name: str):
+        key = ("v", name)
+        if key in self.cache:
+            return self.cache[key]
+        if key in self.active:
+            raise SBMLError(f"{self.st.ir.source}: the definitions of {name!r} are circular "
+                            "(assignment rules / initial assignments depend on each other).")
+        self.active.add(key)
+        try:
+            out = self._value(name)
+        finally:
+            self.active.discard(key)
+        self.cache[key] = out
+        return out
+
+    def _value(self, name: str):
+        st = self.st
+        if name in st.reactions:
+            return self.rate(name)
+        sym = st.symbols[name]
+        if self.mode == "initial":
+            if name in st.assigned:
+                return _num(self.eval(st.assigned[name]))
+            if name in st.initial_assignments:
+                return _num(self.eval(st.initial_assignments[name]))
+            v = jnp.asarray(self.p[name], self.dtype)
+            if sym.kind == "species" and st.symbols[sym.compartment].dims != 0:
+                if sym.initial_is_concentration and sym.only_substance:
+                    v = v * self.value(sym.compartment)
+                elif not sym.initial_is_concentration and not sym.only_substance:
+                    v = v / self.value(sym.compartment)
+            return v
+        if name in st.assigned:
+            return _num(self.eval(st.assigned[name]))
+        if name in st.state_index:
+            v = self.x[st.state_index[name]]
+            if (sym.kind == "species" and not sym.only_substance
+                    and name not in st.stored_as_concentration
+                    and st.symbols[sym.compartment].dims != 0):
+                v = v / self.value(sym.compartment)
+            return v
+        return self.c[st.const_index[name]]
+
+    def stored(self, name: str):
+        """The value as stored in the state vector (amount for state species)."""
+        v = self.value(name)
+        sym = self.st.symbols[name]
+        if (sym.kind == "species" and not sym.only_substance
+                and name not in self.st.stored_as_concentration
+                and self.st.symbols[sym.compartment].dims != 0):
+            v = v * self.value(sym.compartment)
+        return v
+
+    def rate(self, rid: str):
+        key = ("r", rid)
+        if key in self.cache:
+            return self.cache[key]
+        r = self.st.reactions[rid]
+        if r.law is None:
+            out = jnp.zeros((), self.dtype)
+        else:
+            scope = {lid: self._local(rid, lid) for lid in r.locals}
+            out = _num(self.eval(r.law, scope))
+        self.cache[key] = out
+        return out
+
+    def _local(self, rid, lid):
+        return jnp.asarray(self.p[f"{rid}.{lid}"], self.dtype)
+
+    def rates(self):
+        return jnp.stack([self.rate(r.id) for r in self.st.ir.reactions]) \
+            if self.st.ir.reactions else jnp.zeros((0,), self.dtype)
+
+    # -- derivatives -------------------------------------------------------------------
+    def derivative(self):
+        """d(stored state)/dt as a vector."""
+        key = ("dx",)
+        if key in self.cache:
+            return self.cache[key]
+        st = self.st
+        n = len(st.state_ids)
+        dx = jnp.zeros((n,), self.dtype)
+        if st.ir.reactions and st.reacting_state:
+            v = self.rates()
+            dx = dx + jnp.asarray(st.numeric_stoichiometry, self.dtype) @ v
+            for i, j, sign, tree in st.symbolic_stoichiometry:
+                dx = dx.at[i].add(sign * _num(self.eval(tree)) * v[j])
+            cf = [self._conversion(s) for s in st.state_ids]
+            if any(c is not None for c in cf):
+                dx = dx * jnp.stack([jnp.ones((), self.dtype) if c is None else c for c in cf])
+        for name, tree in st.rate_rules.items():
+            i = st.state_index[name]
+            dx = dx.at[i].set(_num(self.eval(tree)))
+        self.cache[key] = dx
+        return dx
+
+    def _conversion(self, name):
+        sym = self.st.symbols[name]
+        if sym.kind != "species":
+            return None
+        cf = sym.conversion or self.st.ir.conversion
+        return None if cf is None else self.value(cf)
+
+    def rate_of(self, name: str):
+        """``rateOf(name)``: the time derivative of a symbol's value."""
+        st = self.st
+        key = ("d", name)
+        if key in self.cache:
+            return self.cache[key]
+        if key in self.active:
+            raise SBMLError(f"{st.ir.source}: rateOf({name!r}) depends on itself.")
+        self.active.add(key)
+        try:
+            out = self._rate_of(name)
+        finally:
+            self.active.discard(key)
+        self.cache[key] = out
+        return out
+
+    def _rate_of(self, name):
+        st = self.st
+        if name in st.reactions:
+            raise SBMLUnsupportedError("rateOf of a reaction", name)
+        if name in st.assigned:
+            return self._rate_of_expression(st.assigned[name])
+        if name in st.const_index:
+            return jnp.zeros((), self.dtype)
+        i = st.state_index[name]
+        if name in st.rate_rules:
+            return _num(self.eval(st.rate_rules[name]))
+        d = self.derivative()[i]
+        sym = st.symbols[name]
+        if (sym.kind == "species" and not sym.only_substance
+                and name not in st.stored_as_concentration
+                and st.symbols[sym.compartment].dims != 0):
+            vol = self.value(sym.compartment)
+            d = d / vol - self.value(name) * self.rate_of(sym.compartment) / vol
+        return d
+
+    def _rate_of_expression(self, tree):
+        from ._ast import names_in
+
+        names = sorted(names_in(tree))
+        primals = [self.value(n) for n in names]
+        tangents = [jnp.asarray(self.rate_of(n), jnp.result_type(p)) for n, p in
+                    zip(names, primals)]
+        t = jnp.asarray(self.t, self.dtype)
+
+        def f(t_, *vals):
+            scope = dict(zip(names, vals))
+            scope[_TIME] = t_
+            return _num(self.eval(tree, scope, memo=False))
+
+        _, out = jax.jvp(f, (t, *primals), (jnp.ones_like(t), *tangents))
+        return out
+
+    # -- expressions -------------------------------------------------------------------
+    def eval(self, tree, scope=None, memo=True):
+        tag = tree[0]
+        if tag == "num":
+            return jnp.asarray(tree[1], self.dtype)
+        if tag == "name":
+            name = tree[1]
+            if scope is not None and name in scope:
+                return scope[name]
+            return self.value(name)
+        if tag == "op":
+            args = [self.eval(k, scope, memo) for k in tree[2:]]
+            op = tree[1]
+            if op in _UNARY:
+                return _UNARY[op](_num(args[0]))
+            return _NARY[op](args)
+        if tag == "call":
+            argnames, body = self.st.functions[tree[1]]
+            args = [self.eval(k, scope, memo) for k in tree[2:]]
+            inner = dict(zip(argnames, args))
+            if scope is not None and _TIME in scope:
+                inner[_TIME] = scope[_TIME]
+            return self.eval(body, inner, memo)
+        if tag == "time":
+            if scope is not None and _TIME in scope:
+                return scope[_TIME]
+            return jnp.asarray(self.t, self.dtype)
+        if tag == "avogadro":
+            return jnp.asarray(AVOGADRO, self.dtype)
+        if tag == "true":
+            return jnp.asarray(True)
+        if tag == "false":
+            return jnp.asarray(False)
+        if tag == "nan":
+            return jnp.asarray(math.nan, self.dtype)
+        if tag == "rateOf":
+            arg = tree[1]
+            if arg[0] != "name":
+                raise SBMLUnsupportedError("rateOf of an expression (not a symbol)")
+            if self.mode == "initial":
+                raise SBMLUnsupportedError("rateOf in an initial assignment", arg[1])
+            return self.rate_of(arg[1])
+        if tag == "delay":
+            return self._delay(tree, scope)
+        raise SBMLError(f"unknown expression node {tag!r}")
+
+    def _delay(self, tree, scope):
+        tau = _num(self.eval(tree[2], scope))
+        t_past = jnp.asarray(self.t, self.dtype) - tau
+        if self.mode == "initial":
+            # before the start the state keeps its initial value; time still moves
+            past = Env(self.st, "initial", t=t_past, p=self.p, dtype=self.dtype)
+            return _num(past.eval(tree[1], scope))
+        if self.history is None:
+            raise SBMLUnsupportedError("delay() outside simulate_sbml (no history)")
+        x_past = self.history(t_past)
+        past = Env(self.st, "dynamic", t=t_past, p=self.p, x=x_past, c=self.c,
+                   history=self.history, dtype=self.dtype)
+        now = _num(self.eval(tree[1], scope))
+        return jnp.where(tau <= 0, now, _num(past.eval(tree[1], scope)))

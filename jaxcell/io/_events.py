@@ -1,0 +1,363 @@
+"""SBML events and delays inside one compiled program.
+
+The simulation is a loop of *segments* (an equinox checkpointed while loop, so it is
+jit-compilable and differentiable). Each iteration
+
+1. executes the events due now, highest priority first, re-evaluating every trigger after
+   each execution (new firings are queued with their delay and, when
+   ``useValuesFromTriggerTime``, the assignment values computed at trigger time;
+   non-persistent events whose trigger turned false are removed from the queue);
+2. records outputs whose time equals now;
+3. integrates to the next scheduled execution, the end time, or the first trigger that
+   changes (a diffrax event on the trigger's continuous function ``g``, located by
+   bisection) — for models with ``delay`` also at most the smallest delay, so that the
+   past is always known (method of steps);
+4. records outputs inside the segment.
+
+Everything is fixed-shape: the queue holds ``max(8, 4·events)`` pending executions, and
+for delays the history holds the accepted steps (times, states, derivatives; cubic
+Hermite interpolation between them).
+"""
+
+from __future__ import annotations
+
+import diffrax
+import equinox as eqx
+import equinox.internal as eqxi
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+
+from ..solvers import Rodas5
+from ._eval import _bool, _num
+from ._triggers import trigger_g
+
+_NO_PRIORITY = -1e300
+_DEBUG = False
+
+
+class _Bisection(optx.Bisection):
+    """Bisection that stops on the bracket width alone, so discontinuous (boolean)
+    trigger functions are located as well as continuous ones."""
+
+    def terminate(self, fn, y, args, options, state, tags):
+        scale = self.atol + self.rtol * jnp.abs(y)
+        return jnp.abs(state.lower - state.upper) < scale, optx.RESULTS.successful
+
+
+def _delay_taus(st):
+    out = []
+
+    def walk(tree):
+        if tree[0] == "delay":
+            out.append(tree[2])
+            walk(tree[1])
+            walk(tree[2])
+        elif tree[0] in ("op", "call"):
+            for k in tree[2:]:
+                walk(k)
+        elif tree[0] == "rateOf":
+            walk(tree[1])
+
+    for _, tree, _ in st.trees():
+        walk(tree)
+    return out
+
+
+class _History(eqx.Module):
+    ts: jax.Array  # (H,), +inf where unused
+    xs: jax.Array  # (H, n)
+    fs: jax.Array  # (H, n)
+    count: jax.Array
+    t0: jax.Array
+    x0: jax.Array
+
+    def __call__(self, tq):
+        h_len = self.ts.shape[0]
+        i = jnp.clip(jnp.searchsorted(self.ts, tq, side="right") - 1, 0, h_len - 2)
+        ta, tb = self.ts[i], self.ts[i + 1]
+        xa, xb, fa, fb = self.xs[i], self.xs[i + 1], self.fs[i], self.fs[i + 1]
+        h = tb - ta
+        ok = jnp.isfinite(tb) & (h > 0)
+        hs = jnp.where(ok, h, 1.0)
+        s = jnp.where(ok, (tq - ta) / hs, 0.0)
+        h00 = 2 * s**3 - 3 * s**2 + 1
+        h10 = s**3 - 2 * s**2 + s
+        h01 = -2 * s**3 + 3 * s**2
+        h11 = s**3 - s**2
+        interp = h00 * xa + h10 * hs * fa + h01 * xb + h11 * hs * fb
+        out = jnp.where(ok, interp, xa)
+        return jnp.where(tq <= self.t0, self.x0, out)
+
+
+def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
+    st = model.structure
+    events = st.ir.events
+    n_ev = len(events)
+    conditions = [ev.trigger for ev in events] + list(st.discontinuities)
+    n_trig = len(conditions)
+    n_out = len(st.output_ids)
+    dtype = x0.dtype
+    t_final = ts[-1]
+    n_assign = max([len(e.assignments) for e in events] + [1])
+    n_queue = max(8, 4 * n_ev)
+    taus = _delay_taus(st)
+    use_history = bool(taus)
+    seg_steps = min(max_steps, 4096) if use_history else max_steps
+    h_len = 16 * seg_steps if use_history else 2
+
+    def env(t, x, hist):
+        return model.env(t, x, c, history=hist if use_history else None)
+
+    def triggers(t, x, hist):
+        e = env(t, x, hist)
+        b = jnp.stack([_bool(e.eval(tr)) for tr in conditions]) if n_trig else \
+            jnp.zeros((0,), bool)
+        g = jnp.stack([trigger_g(e, tr) for tr in conditions]) if n_trig else \
+            jnp.zeros((0,), dtype)
+        return b, g
+
+    def assignment_values(t, x, hist):
+        e = env(t, x, hist)
+        rows = []
+        for ev in events:
+            vals = [_num(e.eval(tree)).astype(dtype) for _, tree in ev.assignments]
+            vals += [jnp.zeros((), dtype)] * (n_assign - len(vals))
+            rows.append(jnp.stack(vals))
+        return jnp.stack(rows) if rows else jnp.zeros((0, n_assign), dtype)
+
+    def delays(t, x, hist):
+        e = env(t, x, hist)
+        return jnp.stack([
+            _num(e.eval(ev.delay)).astype(dtype) if ev.delay is not None
+            else jnp.zeros((), dtype) for ev in events])
+
+    def priorities(t, x, hist):
+        e = env(t, x, hist)
+        return jnp.stack([
+            _num(e.eval(ev.priority)).astype(dtype) if ev.priority is not None
+            else jnp.asarray(_NO_PRIORITY, dtype) for ev in events])
+
+    def make_branch(ev):
+        def branch(t, x, vals, hist):
+            e = env(t, x, hist)
+            assigned = {var: k for k, (var, _) in enumerate(ev.assignments)}
+            new = x
+            for k, (var, _) in enumerate(ev.assignments):
+                v = vals[k]
+                sym = st.symbols[var]
+                if (sym.kind == "species" and not sym.only_substance
+                        and var not in st.stored_as_concentration
+                        and st.symbols[sym.compartment].dims != 0):
+                    comp = sym.compartment
+                    vol = vals[assigned[comp]] if comp in assigned else e.value(comp)
+                    v = v * vol
+                new = new.at[st.state_index[var]].set(v)
+            return new
+        return branch
+
+    branches = [make_branch(ev) for ev in events]
+    use_trigger_values = jnp.asarray([ev.use_trigger_values for ev in events], bool)
+    persistent = jnp.asarray([ev.persistent for ev in events], bool)
+
+    def execute(k, t, x, vals, hist):
+        now = assignment_values(t, x, hist)[k]
+        vals = jnp.where(use_trigger_values[k], vals, now)
+        return jax.lax.switch(k, branches, t, x, vals, hist)
+
+    def enqueue(q, fired, t, x, hist):
+        q_t, q_e, q_v, q_on, overflow = q
+        if n_ev == 0:
+            return q
+        d = delays(t, x, hist)
+        vals = assignment_values(t, x, hist)
+        for k in range(n_ev):
+            slot = jnp.argmin(q_on)
+            full = q_on[slot]
+            do = fired[k]
+            q_t = jnp.where(do, q_t.at[slot].set(t + d[k]), q_t)
+            q_e = jnp.where(do, q_e.at[slot].set(k), q_e)
+            q_v = jnp.where(do, q_v.at[slot].set(vals[k]), q_v)
+            q_on = jnp.where(do, q_on.at[slot].set(True), q_on)
+            overflow = overflow | (do & full)
+        return q_t, q_e, q_v, q_on, overflow
+
+    def update_flags(flags, new_flags, q, t, x, hist):
+        fired = (new_flags & ~flags)[:n_ev]
+        fell = (flags & ~new_flags)[:n_ev]
+        q_t, q_e, q_v, q_on, overflow = q
+        if n_ev:
+            cancel = fell[q_e] & ~persistent[q_e]
+            q_on = q_on & ~cancel
+        q = enqueue((q_t, q_e, q_v, q_on, overflow), fired, t, x, hist)
+        return new_flags, q
+
+    def resolve(t, x, flags, q, hist):
+        """Execute everything due at time t (priority order, cascading)."""
+        if n_ev == 0:
+            return x, flags, q
+
+        def due(carry):
+            _, _, q_ = carry
+            q_t, _, _, q_on, overflow = q_
+            return jnp.any(q_on & (q_t <= t)) & ~overflow
+
+        def body(carry):
+            x_, flags_, q_ = carry
+            q_t, q_e, q_v, q_on, overflow = q_
+            is_due = q_on & (q_t <= t)
+            prio = priorities(t, x_, hist)[q_e]
+            score = jnp.where(is_due, prio, -jnp.inf)
+            pick = jnp.argmax(score)
+            k = q_e[pick]
+            _, g_before = triggers(t, x_, hist)
+            x_new = execute(k, t, x_, q_v[pick], hist)
+            q_on = q_on.at[pick].set(False)
+            b_after, g_after = triggers(t, x_new, hist)
+            new_flags = jnp.where(g_after == g_before, flags_, b_after)
+            flags_, q_ = update_flags(flags_, new_flags, (q_t, q_e, q_v, q_on, overflow),
+                                      t, x_new, hist)
+            return x_new, flags_, q_
+
+        return eqxi.while_loop(due, body, (x, flags, q), max_steps=16 * n_queue + 64,
+                               kind="checkpointed")
+
+    # --- integration of one segment ---------------------------------------------------
+    def vf(t, x, args):
+        hist = args
+        return model.derivative(t, x, c, history=hist if use_history else None)
+
+    term = diffrax.ODETerm(vf)
+
+    def signed_g(t, x, hist, flags):
+        """Each condition's g, signed so that a change of its truth value is an
+        upcrossing of zero."""
+        _, g = triggers(t, x, hist)
+        return jnp.where(flags, -g, g)
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+
+    def segment(t, t_end, x, flags, hist):
+        if n_trig:
+            def cond(t, y, args, **kw):
+                return jnp.max(signed_g(t, y, args, flags))
+
+            event = diffrax.Event(cond, root_finder=_Bisection(rtol=1e-13, atol=1e-13),
+                                  direction=True)
+        else:
+            event = None
+        subs = [diffrax.SubSaveAt(ts=jnp.clip(ts, t, t_end)), diffrax.SubSaveAt(t1=True)]
+        if use_history:
+            subs.append(diffrax.SubSaveAt(steps=True))
+        sol = diffrax.diffeqsolve(
+            term, Rodas5(), t, t_end, None, x, args=hist,
+            saveat=diffrax.SaveAt(subs=subs), stepsize_controller=controller,
+            max_steps=seg_steps, throw=False, event=event,
+        )
+        if n_trig:
+            c_end = signed_g(sol.ts[1][0], sol.ys[1][0], hist, flags)
+            mask = (jnp.arange(n_trig) == jnp.argmax(c_end)) & sol.event_mask
+        else:
+            mask = jnp.zeros((0,), bool)
+        return sol, mask
+
+    # --- the loop ---------------------------------------------------------------------
+    hist0 = None
+    if use_history:
+        n = x0.shape[0]
+        hist0 = _History(
+            ts=jnp.full((h_len,), jnp.inf, dtype).at[0].set(ts[0]),
+            xs=jnp.zeros((h_len, n), dtype).at[0].set(x0),
+            fs=jnp.zeros((h_len, n), dtype),
+            count=jnp.asarray(1), t0=ts[0], x0=x0,
+        )
+        hist0 = eqx.tree_at(lambda h: h.fs, hist0,
+                            hist0.fs.at[0].set(vf(ts[0], x0, hist0)))
+
+    flags0 = jnp.asarray([ev.initial_value for ev in events], bool)
+    if st.discontinuities:
+        b_init, _ = triggers(ts[0], x0, hist0)
+        flags0 = jnp.concatenate([flags0, b_init[n_ev:]])
+    queue0 = (jnp.full((n_queue,), jnp.inf, dtype), jnp.zeros((n_queue,), jnp.int32),
+              jnp.zeros((n_queue, n_assign), dtype), jnp.zeros((n_queue,), bool),
+              jnp.asarray(False))
+    # events whose trigger is true at the start and whose initialValue is false fire now
+    b0, _ = triggers(ts[0], x0, hist0)
+    flags0, queue0 = update_flags(flags0, b0, queue0, ts[0], x0, hist0)
+    out0 = jnp.full((ts.shape[0], n_out), jnp.nan, dtype)
+
+    def observe_all(times, xs, hist):
+        return jax.vmap(lambda t_, x_: model.observe(t_, x_, c, history=hist
+                                                     if use_history else None))(times, xs)
+
+    def cond(carry):
+        t, *_, done, ok, _ = carry
+        return ~done & ok
+
+    def body(carry):
+        t, x, flags, q, hist, out, steps, done, ok, nseg = carry
+        x, flags, q = resolve(t, x, flags, q, hist)
+        ok = ok & ~q[4]
+        now = model.observe(t, x, c, history=hist if use_history else None)
+        out = jnp.where((ts == t)[:, None], now[None, :], out)
+        finished = t >= t_final
+        q_t, _, _, q_on, _ = q
+        t_next = jnp.minimum(t_final, jnp.min(jnp.where(q_on, q_t, jnp.inf)))
+        if use_history:
+            e = env(t, x, hist)
+            tau = jnp.stack([_num(e.eval(tr)) for tr in taus])
+            tau_min = jnp.min(jnp.where(tau > 0, tau, jnp.inf))
+            t_next = jnp.minimum(t_next, t + tau_min)
+            if True:  # record the state at the segment start (after events)
+                i = hist.count
+                hist = _History(hist.ts.at[i].set(t), hist.xs.at[i].set(x),
+                                hist.fs.at[i].set(vf(t, x, hist)), i + 1, hist.t0, hist.x0)
+        t_next = jnp.where(finished, t, t_next)
+        sol, mask = segment(t, t_next, x, flags, hist)
+        t_new = sol.ts[1][0]
+        x_new = sol.ys[1][0]
+        # snap to an output time or a scheduled execution within round-off
+        cands = jnp.concatenate([ts, jnp.where(q_on, q_t, jnp.inf)])
+        near = cands[jnp.argmin(jnp.abs(cands - t_new))]
+        t_new = jnp.where(jnp.abs(near - t_new) <= 1e-11 * jnp.maximum(1.0, jnp.abs(t_new)),
+                          near, t_new)
+        seg_ok = (sol.result == diffrax.RESULTS.successful) | (
+            sol.result == diffrax.RESULTS.event_occurred)
+        if _DEBUG: jax.debug.print("seg t={t} res={r} ev={e}", t=t_new, r=sol.result._value, e=sol.event_mask)
+        inside = (ts > t) & (ts < t_new)
+        vals = observe_all(sol.ts[0], sol.ys[0], hist)
+        out = jnp.where(inside[:, None] & ~finished, vals, out)
+        if use_history:
+            k = sol.stats["num_accepted_steps"]
+            st_ts, st_ys = sol.ts[2], sol.ys[2]
+            st_fs = jax.vmap(lambda tt, yy: vf(tt, yy, hist))(st_ts, st_ys)
+            valid = jnp.arange(st_ts.shape[0]) < k
+            st_ts = jnp.where(valid, st_ts, jnp.inf)
+            room = hist.count + seg_steps <= h_len
+            ok = ok & room
+            i = hist.count
+            new_hist = _History(
+                jax.lax.dynamic_update_slice(hist.ts, st_ts, (i,)),
+                jax.lax.dynamic_update_slice(hist.xs, st_ys, (i, 0)),
+                jax.lax.dynamic_update_slice(hist.fs, st_fs, (i, 0)),
+                i + k, hist.t0, hist.x0)
+            hist = jax.tree_util.tree_map(lambda a, b: jnp.where(finished, a, b), hist,
+                                          new_hist)
+        # trigger flags: those the solver stopped on flip; the others are re-evaluated
+        b_new, _ = triggers(t_new, x_new, hist)
+        new_flags = jnp.where(mask, ~flags, b_new) if n_trig else flags
+        new_flags = jnp.where(finished, flags, new_flags)
+        flags2, q2 = update_flags(flags, new_flags, q, t_new, x_new, hist)
+        flags = jnp.where(finished, flags, flags2)
+        q = jax.tree_util.tree_map(lambda a, b: jnp.where(finished, a, b), q, q2)
+        steps = steps + jnp.where(finished, 0, sol.stats["num_accepted_steps"])
+        ok = ok & (seg_ok | finished)
+        t = jnp.where(finished, t, t_new)
+        x = jnp.where(finished, x, x_new)
+        return t, x, flags, q, hist, out, steps, finished, ok, nseg + 1
+
+    carry = (ts[0], x0, flags0, queue0, hist0, out0, jnp.asarray(0), jnp.asarray(False),
+             jnp.asarray(True), jnp.asarray(0))
+    carry = eqxi.while_loop(cond, body, carry, max_steps=max_segments, kind="checkpointed")
+    t, x, flags, q, hist, out, steps, done, ok, nseg = carry
+    if _DEBUG: jax.debug.print("t={t} done={d} ok={o} nseg={n} ovf={v}", t=t, d=done, o=ok, n=nseg, v=q[4])
+    return out, ok & done, steps

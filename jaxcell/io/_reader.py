@@ -1,0 +1,266 @@
+"""Read an SBML document with python-libsbml into plain, hashable data (:class:`ModelIR`).
+
+Everything libsbml-specific lives here and in ``_ast.py``; the rest of the importer works
+on the frozen dataclasses below. Unsupported features are refused here, by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import libsbml
+
+from ._ast import convert, convert_lambda
+from ._errors import SBMLError, SBMLUnsupportedError
+
+_IGNORED_PACKAGES = {"layout", "render", "l3v2extendedmath"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Symbol:
+    """A compartment, species, parameter or species reference with an id."""
+
+    id: str
+    kind: str  # "compartment" | "species" | "parameter" | "speciesref"
+    constant: bool
+    value: float | None  # the attribute value (initial value); None if unset
+    compartment: str | None = None  # species only
+    only_substance: bool = False  # species: hasOnlySubstanceUnits
+    boundary: bool = False  # species: boundaryCondition
+    initial_is_concentration: bool = False  # species: value is initialConcentration
+    conversion: str | None = None  # species: conversionFactor
+    dims: float = 3.0  # compartments: spatialDimensions
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeciesRef:
+    species: str
+    stoichiometry: tuple  # expression tree (a number, a species-reference id, or math)
+    sign: int  # -1 reactant, +1 product
+
+
+@dataclasses.dataclass(frozen=True)
+class Reaction:
+    id: str
+    refs: tuple[SpeciesRef, ...]
+    law: tuple | None  # None: no kinetic law (rate 0)
+    locals: tuple[str, ...]  # local parameter ids (values in parameters as "rid.lid")
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    id: str
+    trigger: tuple
+    initial_value: bool
+    persistent: bool
+    delay: tuple | None
+    priority: tuple | None
+    use_trigger_values: bool
+    assignments: tuple[tuple[str, tuple], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelIR:
+    id: str
+    level: int
+    version: int
+    symbols: tuple[Symbol, ...]
+    functions: tuple[tuple[str, tuple[str, ...], tuple], ...]
+    assignment_rules: tuple[tuple[str, tuple], ...]
+    rate_rules: tuple[tuple[str, tuple], ...]
+    initial_assignments: tuple[tuple[str, tuple], ...]
+    reactions: tuple[Reaction, ...]
+    events: tuple[Event, ...]
+    local_values: tuple[tuple[str, float], ...]  # ("rid.lid", value)
+    conversion: str | None  # model conversionFactor
+    source: str
+
+
+def _read_document(source: str | os.PathLike) -> tuple[libsbml.SBMLDocument, str]:
+    text = os.fspath(source)
+    is_xml = isinstance(source, str) and text.lstrip().startswith("<")
+    if is_xml:
+        label = "<SBML string>"
+        doc = libsbml.readSBMLFromString(text)
+    else:
+        label = text
+        if not os.path.isfile(text):
+            raise SBMLError(f"SBML file {text!r} does not exist.")
+        doc = libsbml.readSBMLFromFile(text)
+    if doc is None:
+        raise SBMLError(f"{label}: libsbml could not read the document.")
+    errors = [
+        doc.getError(i)
+        for i in range(doc.getNumErrors())
+        if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR
+    ]
+    if errors:
+        msgs = "; ".join(
+            f"line {e.getLine()}: {e.getMessage().strip()}" for e in errors[:5]
+        )
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise SBMLError(f"{label}: not valid SBML: {msgs}{more}")
+    if doc.getModel() is None:
+        raise SBMLError(f"{label}: the document has no <model>.")
+    return doc, label
+
+
+def _packages(doc, label: str) -> None:
+    for i in range(doc.getNumPlugins()):
+        name = doc.getPlugin(i).getPackageName()
+        if name and name not in _IGNORED_PACKAGES and doc.isPackageEnabled(name):
+            raise SBMLUnsupportedError(f"the SBML '{name}' package", None, label)
+    if doc.getNumUnknownPackages() > 0:
+        for i in range(doc.getNumUnknownPackages()):
+            if doc.getUnknownPackageRequired(i) if hasattr(doc, "getUnknownPackageRequired") \
+                    else True:
+                uri = doc.getUnknownPackageURI(i)
+                raise SBMLUnsupportedError(f"the SBML package {uri}", None, label)
+
+
+def _value(el, isset: str, get: str) -> float | None:
+    if getattr(el, isset)():
+        return float(getattr(el, get)())
+    return None
+
+
+def read_sbml(source: str | os.PathLike) -> ModelIR:
+    """Parse and validate an SBML document (path or XML string) into a :class:`ModelIR`."""
+    doc, label = _read_document(source)
+    _packages(doc, label)
+    m = doc.getModel()
+    level, version = doc.getLevel(), doc.getVersion()
+
+    def where(kind: str, el_id: str) -> str:
+        return f"{label}: {kind} {el_id!r}"
+
+    symbols: list[Symbol] = []
+    for c in m.getListOfCompartments():
+        dims = 3.0
+        if c.isSetSpatialDimensions():
+            dims = float(c.getSpatialDimensionsAsDouble())
+        size = _value(c, "isSetSize", "getSize")
+        if size is None and level < 3 and dims != 0:
+            size = 1.0  # L1/L2 default compartment size
+        symbols.append(Symbol(c.getId(), "compartment", bool(c.getConstant()), size, dims=dims))
+    for s in m.getListOfSpecies():
+        conc = s.isSetInitialConcentration()
+        val = s.getInitialConcentration() if conc else _value(
+            s, "isSetInitialAmount", "getInitialAmount")
+        symbols.append(
+            Symbol(
+                s.getId(), "species", bool(s.getConstant()),
+                None if val is None else float(val),
+                compartment=s.getCompartment(),
+                only_substance=bool(s.getHasOnlySubstanceUnits()),
+                boundary=bool(s.getBoundaryCondition()),
+                initial_is_concentration=bool(conc),
+                conversion=s.getConversionFactor() if s.isSetConversionFactor() else None,
+            )
+        )
+    for p in m.getListOfParameters():
+        symbols.append(Symbol(p.getId(), "parameter", bool(p.getConstant()),
+                              _value(p, "isSetValue", "getValue")))
+
+    functions = []
+    for fd in m.getListOfFunctionDefinitions():
+        args, body = convert_lambda(fd.getMath(), where("function definition", fd.getId()))
+        functions.append((fd.getId(), args, body))
+
+    assignment_rules, rate_rules = [], []
+    for r in m.getListOfRules():
+        if r.isAlgebraic():
+            raise SBMLUnsupportedError("algebraic rules", r.getVariable() or r.getId() or None,
+                                       label)
+        var = r.getVariable()
+        tree = convert(r.getMath(), where("rule for", var))
+        (assignment_rules if r.isAssignment() else rate_rules).append((var, tree))
+
+    initial_assignments = [
+        (ia.getSymbol(), convert(ia.getMath(), where("initial assignment to", ia.getSymbol())))
+        for ia in m.getListOfInitialAssignments()
+    ]
+
+    reactions, local_values = [], []
+    for rx in m.getListOfReactions():
+        rid = rx.getId()
+        if rx.isSetFast() and rx.getFast():
+            raise SBMLUnsupportedError("fast reactions", rid, label)
+        refs = []
+        for sign, lst in ((-1, rx.getListOfReactants()), (1, rx.getListOfProducts())):
+            for sr in lst:
+                if sr.isSetStoichiometryMath():
+                    st = convert(sr.getStoichiometryMath().getMath(),
+                                 where("stoichiometryMath in reaction", rid))
+                elif sr.isSetId() and sr.getId():
+                    st = ("name", sr.getId())
+                    v = sr.getStoichiometry() if sr.isSetStoichiometry() else None
+                    if level < 3 and v is None:
+                        v = 1.0
+                    symbols.append(Symbol(sr.getId(), "speciesref",
+                                          bool(sr.getConstant()) if level >= 3 else True,
+                                          None if v is None or math.isnan(v) else float(v)))
+                else:
+                    if level >= 3 and not sr.isSetStoichiometry():
+                        raise SBMLError(
+                            f"{where('reaction', rid)}: species reference to "
+                            f"{sr.getSpecies()!r} has no stoichiometry (SBML Level 3 has "
+                            "no default)."
+                        )
+                    st = ("num", float(sr.getStoichiometry()))
+                refs.append(SpeciesRef(sr.getSpecies(), st, sign))
+        law, locs = None, []
+        if rx.isSetKineticLaw():
+            kl = rx.getKineticLaw()
+            law = convert(kl.getMath(), where("kinetic law of reaction", rid)) \
+                if kl.isSetMath() else None
+            plist = list(kl.getListOfParameters())
+            if level >= 3:
+                plist += list(kl.getListOfLocalParameters())
+            for lp in plist:
+                if not lp.isSetValue():
+                    raise SBMLError(f"{where('reaction', rid)}: local parameter "
+                                    f"{lp.getId()!r} has no value.")
+                locs.append(lp.getId())
+                local_values.append((f"{rid}.{lp.getId()}", float(lp.getValue())))
+        reactions.append(Reaction(rid, tuple(refs), law, tuple(dict.fromkeys(locs))))
+
+    events = []
+    for i, ev in enumerate(m.getListOfEvents()):
+        eid = ev.getId() or f"event{i}"
+        trig = ev.getTrigger()
+        if trig is None or not trig.isSetMath():
+            raise SBMLError(f"{where('event', eid)}: no trigger math.")
+        init_val = bool(trig.getInitialValue()) if level >= 3 else True
+        persistent = bool(trig.getPersistent()) if level >= 3 else True
+        delay = convert(ev.getDelay().getMath(), where("delay of event", eid)) \
+            if ev.isSetDelay() and ev.getDelay().isSetMath() else None
+        prio = convert(ev.getPriority().getMath(), where("priority of event", eid)) \
+            if level >= 3 and ev.isSetPriority() and ev.getPriority().isSetMath() else None
+        use_trig = bool(ev.getUseValuesFromTriggerTime())
+        assigns = tuple(
+            (ea.getVariable(), convert(ea.getMath(), where(f"event {eid!r} assignment to",
+                                                          ea.getVariable())))
+            for ea in ev.getListOfEventAssignments()
+            if ea.isSetMath()
+        )
+        events.append(Event(eid, convert(trig.getMath(), where("trigger of event", eid)),
+                            init_val, persistent, delay, prio, use_trig, assigns))
+
+    return ModelIR(
+        id=m.getId() or "sbml_model",
+        level=level,
+        version=version,
+        symbols=tuple(symbols),
+        functions=tuple(functions),
+        assignment_rules=tuple(assignment_rules),
+        rate_rules=tuple(rate_rules),
+        initial_assignments=tuple(initial_assignments),
+        reactions=tuple(reactions),
+        events=tuple(events),
+        local_values=tuple(local_values),
+        conversion=m.getConversionFactor() if m.isSetConversionFactor() else None,
+        source=label,
+    )

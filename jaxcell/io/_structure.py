@@ -1,0 +1,273 @@
+"""What each SBML symbol is at simulation time, decided once when a model is imported.
+
+Every symbol with an id gets one *role*:
+
+- ``assigned``: it has an assignment rule, computed from the others whenever needed;
+- ``state``: it can change over time (reactions, a rate rule, events, or simply
+  ``constant="false"``) and is a component of the integrated state vector;
+- ``const``: it never changes; its value is fixed at the start (after initial
+  assignments) and passed to the right-hand side.
+
+State species are stored as amounts (what reactions change), except species with a rate
+rule in concentration units, stored as concentrations. The ``Structure`` is plain data,
+hashable, and is a static field of :class:`~jaxcell.io.SBMLModel`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ._ast import contains, names_in
+from ._errors import SBMLError, SBMLUnsupportedError
+from ._reader import ModelIR, Symbol
+
+
+def substitute(tree: tuple, env: dict) -> tuple:
+    """Replace argument names by expression trees (inlining a function body)."""
+    if not env:
+        return tree
+    tag = tree[0]
+    if tag == "name":
+        return env.get(tree[1], tree)
+    if tag in ("op", "call"):
+        return (tag, tree[1], *(substitute(k, env) for k in tree[2:]))
+    if tag in ("delay", "rateOf"):
+        return (tag, *(substitute(k, env) for k in tree[1:]))
+    return tree
+
+
+def _constant_tree(tree: tuple) -> bool:
+    tag = tree[0]
+    if tag in ("num", "nan", "true", "false", "avogadro"):
+        return True
+    if tag == "op":
+        return all(_constant_tree(k) for k in tree[2:])
+    return False
+
+
+class Structure:
+    def __init__(self, ir: ModelIR):
+        self.ir = ir
+        self._hash = hash(ir)
+        label = ir.source
+        self.symbols: dict[str, Symbol] = {}
+        for s in ir.symbols:
+            if s.id in self.symbols:
+                raise SBMLError(f"{label}: the id {s.id!r} is used twice.")
+            self.symbols[s.id] = s
+        self.reactions = {r.id: r for r in ir.reactions}
+        self.functions = {f[0]: (f[1], f[2]) for f in ir.functions}
+        self.assigned = dict(ir.assignment_rules)
+        self.rate_rules = dict(ir.rate_rules)
+        self.initial_assignments = dict(ir.initial_assignments)
+        self.local_ids = {r.id: set(r.locals) for r in ir.reactions}
+
+        for var, _ in ir.assignment_rules + ir.rate_rules:
+            self._check_target(var, "rule")
+            if var in self.symbols and self.symbols[var].constant:
+                raise SBMLError(f"{label}: a rule changes {var!r}, which is constant.")
+        for var in self.initial_assignments:
+            self._check_target(var, "initial assignment")
+        both = set(self.assigned) & set(self.rate_rules)
+        if both:
+            raise SBMLError(f"{label}: {sorted(both)} have both an assignment and a rate rule.")
+
+        # reaction participation
+        self.reacting: set[str] = set()
+        for r in ir.reactions:
+            for ref in r.refs:
+                if ref.species not in self.symbols or \
+                        self.symbols[ref.species].kind != "species":
+                    raise SBMLError(f"{label}: reaction {r.id!r} refers to an unknown "
+                                    f"species {ref.species!r}.")
+                self.reacting.add(ref.species)
+        for s in self.symbols.values():
+            if s.kind == "species" and s.compartment not in self.symbols:
+                raise SBMLError(f"{label}: species {s.id!r} is in an unknown compartment "
+                                f"{s.compartment!r}.")
+
+        event_targets = set()
+        for ev in ir.events:
+            for var, _ in ev.assignments:
+                self._check_target(var, f"event {ev.id!r} assignment")
+                sym = self.symbols.get(var)
+                if sym is not None and sym.constant:
+                    raise SBMLError(f"{label}: event {ev.id!r} assigns {var!r}, which is "
+                                    "constant.")
+                if var in self.assigned:
+                    raise SBMLError(f"{label}: event {ev.id!r} assigns {var!r}, which has "
+                                    "an assignment rule.")
+                event_targets.add(var)
+
+        state, const = [], []
+        for s in self.symbols.values():
+            if s.id in self.assigned:
+                continue
+            if s.constant:
+                const.append(s.id)
+            else:
+                state.append(s.id)
+        self.state_ids: tuple[str, ...] = tuple(state)
+        self.const_ids: tuple[str, ...] = tuple(const)
+        self.state_index = {k: i for i, k in enumerate(state)}
+        self.const_index = {k: i for i, k in enumerate(const)}
+        # how each state species is stored
+        self.stored_as_concentration = frozenset(
+            s for s in state
+            if self.symbols[s].kind == "species" and s in self.rate_rules
+            and not self.symbols[s].only_substance and self._dims(s) != 0
+        )
+        # parameters (fit-able leaves): attribute values and local parameters
+        self.parameter_ids: tuple[str, ...] = tuple(
+            [s.id for s in self.symbols.values() if s.value is not None]
+            + [k for k, _ in ir.local_values]
+        )
+        self.default_parameters = {s.id: s.value for s in self.symbols.values()
+                                   if s.value is not None}
+        self.default_parameters.update(dict(ir.local_values))
+        for s in self.symbols.values():
+            if s.value is None and s.id not in self.assigned \
+                    and s.id not in self.initial_assignments and s.kind != "speciesref":
+                raise SBMLError(f"{label}: {s.kind} {s.id!r} has no initial value, no "
+                                "initial assignment and no assignment rule.")
+            if s.kind == "speciesref" and s.value is None and s.id not in self.assigned \
+                    and s.id not in self.initial_assignments:
+                raise SBMLError(f"{label}: species reference {s.id!r} has no stoichiometry.")
+
+        # stoichiometry: numeric entries as a matrix, symbolic ones as a list
+        reacting_state = [s for s in state if s in self.reacting
+                          and not self.symbols[s].boundary and s not in self.rate_rules]
+        self.reacting_state = tuple(reacting_state)
+        n = np.zeros((len(state), len(ir.reactions)))
+        symbolic = []
+        for j, r in enumerate(ir.reactions):
+            for ref in r.refs:
+                if ref.species not in self.state_index or ref.species not in reacting_state:
+                    continue
+                i = self.state_index[ref.species]
+                if ref.stoichiometry[0] == "num":
+                    n[i, j] += ref.sign * ref.stoichiometry[1]
+                else:
+                    symbolic.append((i, j, ref.sign, ref.stoichiometry))
+        self.numeric_stoichiometry = n
+        self.symbolic_stoichiometry = tuple(symbolic)
+        self.has_delay = self._any_tree(lambda t: contains(t, "delay"))
+        self._check_names()
+        self.discontinuities = self._find_discontinuities()
+
+    def _find_discontinuities(self) -> tuple[tuple, ...]:
+        """Conditions of ``piecewise`` in the right-hand side (rules, kinetic laws,
+        stoichiometry): where they change the derivative jumps, so the integrator is
+        stopped there (as CVODE-based tools do) rather than stepping across."""
+        found: dict[tuple, None] = {}
+
+        def walk(tree, env):
+            tag = tree[0]
+            if tag == "name" and env and tree[1] in env:
+                return
+            if tag == "call":
+                args, body = self.functions[tree[1]]
+                sub = dict(zip(args, (substitute(k, env) for k in tree[2:])))
+                for k in tree[2:]:
+                    walk(k, env)
+                walk(body, sub)
+            elif tag == "op":
+                if tree[1] == "piecewise":
+                    kids = tree[2:]
+                    for i in range(1, len(kids) - (len(kids) % 2 == 1), 2):
+                        cond = substitute(kids[i], env)
+                        if not _constant_tree(cond) and not contains(cond, "delay"):
+                            found[cond] = None
+                for k in tree[2:]:
+                    walk(k, env)
+            elif tag in ("delay", "rateOf"):
+                pass
+
+        ir = self.ir
+        for _, t in ir.assignment_rules + ir.rate_rules:
+            walk(t, {})
+        for r in ir.reactions:
+            if r.law is not None:
+                walk(r.law, {})
+            for ref in r.refs:
+                walk(ref.stoichiometry, {})
+        return tuple(found)
+
+    def _dims(self, species_id: str) -> float:
+        return self.symbols[self.symbols[species_id].compartment].dims
+
+    def _check_target(self, var: str, what: str):
+        if var not in self.symbols:
+            if var in self.reactions:
+                raise SBMLError(f"{self.ir.source}: {what} targets the reaction {var!r}.")
+            raise SBMLError(f"{self.ir.source}: {what} targets an unknown symbol {var!r}.")
+
+    def trees(self):
+        ir = self.ir
+        for k, t in ir.assignment_rules + ir.rate_rules + ir.initial_assignments:
+            yield f"rule or initial assignment for {k!r}", t, None
+        for r in ir.reactions:
+            if r.law is not None:
+                yield f"kinetic law of reaction {r.id!r}", r.law, r.id
+            for ref in r.refs:
+                yield f"stoichiometry in reaction {r.id!r}", ref.stoichiometry, None
+        for ev in ir.events:
+            yield f"trigger of event {ev.id!r}", ev.trigger, None
+            if ev.delay is not None:
+                yield f"delay of event {ev.id!r}", ev.delay, None
+            if ev.priority is not None:
+                yield f"priority of event {ev.id!r}", ev.priority, None
+            for var, t in ev.assignments:
+                yield f"event {ev.id!r} assignment to {var!r}", t, None
+
+    def _any_tree(self, pred) -> bool:
+        return any(pred(t) for _, t, _ in self.trees()) or any(
+            pred(body) for _, body in self.functions.values())
+
+    def _check_names(self):
+        known = set(self.symbols) | set(self.reactions)
+        for what, tree, rid in self.trees():
+            extra = self.local_ids.get(rid, set()) if rid else set()
+            for name in names_in(tree):
+                if name not in known and name not in extra:
+                    raise SBMLError(f"{self.ir.source}: {what} uses the undefined symbol "
+                                    f"{name!r}.")
+            self._check_calls(tree, what)
+        for fid, (args, body) in self.functions.items():
+            for name in names_in(body):
+                if name not in args:
+                    raise SBMLError(f"{self.ir.source}: function definition {fid!r} uses "
+                                    f"{name!r}, which is not one of its arguments {args}.")
+            self._check_calls(body, f"function definition {fid!r}")
+            if contains(body, "rateOf"):
+                raise SBMLUnsupportedError("rateOf inside a function definition", fid)
+
+    def _check_calls(self, tree, what):
+        if tree[0] == "call":
+            if tree[1] not in self.functions:
+                raise SBMLError(f"{self.ir.source}: {what} calls the undefined function "
+                                f"{tree[1]!r}.")
+            nargs = len(self.functions[tree[1]][0])
+            if len(tree) - 2 != nargs:
+                raise SBMLError(f"{self.ir.source}: {what} calls {tree[1]!r} with "
+                                f"{len(tree) - 2} arguments; it takes {nargs}.")
+        if tree[0] in ("op", "call"):
+            for k in tree[2:]:
+                self._check_calls(k, what)
+        elif tree[0] in ("delay", "rateOf"):
+            for k in tree[1:]:
+                self._check_calls(k, what)
+
+    @functools.cached_property
+    def output_ids(self) -> tuple[str, ...]:
+        """Every symbol whose value a solution reports (species, compartments,
+        parameters, species references), in document order."""
+        return tuple(self.symbols)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return isinstance(other, Structure) and (self is other or self.ir == other.ir)

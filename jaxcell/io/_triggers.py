@@ -1,0 +1,55 @@
+"""Event triggers as continuous functions, so the solver can locate when they change.
+
+A trigger is a boolean expression. For root finding we also need a real-valued function
+``g`` that is positive where the trigger is true and crosses zero where it changes:
+relations give differences (``a > b`` -> ``a - b``), ``and``/``or`` give minima/maxima,
+``not`` a sign change. Anything else (``eq``, ``xor``, boolean-valued piecewise, ...)
+falls back to +1/-1, located by bisection.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from ._eval import Env, _bool, _num
+
+
+def _pairs(env, tree, scope):
+    xs = [_num(env.eval(k, scope)) for k in tree[2:]]
+    return list(zip(xs[:-1], xs[1:]))
+
+
+def trigger_g(env: Env, tree: tuple, scope=None):
+    tag = tree[0]
+    if tag == "op":
+        op = tree[1]
+        if op in ("gt", "geq"):
+            return _min([a - b for a, b in _pairs(env, tree, scope)])
+        if op in ("lt", "leq"):
+            return _min([b - a for a, b in _pairs(env, tree, scope)])
+        if op == "and":
+            return _min([trigger_g(env, k, scope) for k in tree[2:]])
+        if op == "or":
+            return _max([trigger_g(env, k, scope) for k in tree[2:]])
+        if op == "not":
+            return -trigger_g(env, tree[2], scope)
+    if tag == "call":
+        argnames, body = env.st.functions[tree[1]]
+        args = [env.eval(k, scope) for k in tree[2:]]
+        return trigger_g(env, body, dict(zip(argnames, args)))
+    b = _bool(env.eval(tree, scope))
+    return jnp.where(b, 1.0, -1.0).astype(env.dtype)
+
+
+def _min(xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = jnp.minimum(out, x)
+    return out
+
+
+def _max(xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = jnp.maximum(out, x)
+    return out
