@@ -153,7 +153,7 @@ class Env:
     """
 
     def __init__(self, st: Structure, mode: str, *, t, p=None, x=None, c=None,
-                 history=None, dtype=None):
+                 history=None, dtype=None, frozen=None):
         self.st = st
         self.mode = mode
         self.t = t
@@ -161,6 +161,7 @@ class Env:
         self.x = x
         self.c = c
         self.history = history
+        self.frozen = frozen
         self.dtype = dtype or jnp.result_type(float)
         self.cache: dict = {}
         self.active: set = set()
@@ -333,18 +334,20 @@ class Env:
                 return scope[name]
             return self.value(name)
         if tag == "op":
-            args = [self.eval(k, scope, memo) for k in tree[2:]]
             op = tree[1]
+            if self.frozen is not None:
+                if op == "piecewise":
+                    return self._piecewise_frozen(tree, scope, memo)
+                key = (op, tree[2]) if op in ("floor", "ceiling") else None
+                if key is not None and key in self.frozen:
+                    return self.frozen[key]
+            args = [self.eval(k, scope, memo) for k in tree[2:]]
             if op in _UNARY:
                 return _UNARY[op](_num(args[0]))
             return _NARY[op](args)
         if tag == "call":
-            argnames, body = self.st.functions[tree[1]]
-            args = [self.eval(k, scope, memo) for k in tree[2:]]
-            inner = dict(zip(argnames, args))
-            if scope is not None and _TIME in scope:
-                inner[_TIME] = scope[_TIME]
-            return self.eval(body, inner, memo)
+            # inline: the body with the argument trees substituted, in the caller's scope
+            return self.eval(self.st.inline(tree), scope, memo)
         if tag == "time":
             if scope is not None and _TIME in scope:
                 return scope[_TIME]
@@ -367,6 +370,17 @@ class Env:
         if tag == "delay":
             return self._delay(tree, scope)
         raise SBMLError(f"unknown expression node {tag!r}")
+
+    def _piecewise_frozen(self, tree, scope, memo):
+        kids = tree[2:]
+        xs = []
+        for i, k in enumerate(kids):
+            is_cond = i % 2 == 1 and not (len(kids) % 2 == 1 and i == len(kids) - 1)
+            if is_cond and ("cond", k) in self.frozen:
+                xs.append(self.frozen[("cond", k)])
+            else:
+                xs.append(self.eval(k, scope, memo))
+        return _piecewise(xs)
 
     def _delay(self, tree, scope):
         tau = _num(self.eval(tree[2], scope))

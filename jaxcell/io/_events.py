@@ -1,4 +1,4 @@
-"""SBML events and delays inside one compiled program.
+"""SBML events, delays and discontinuities inside one compiled program.
 
 The simulation is a loop of *segments* (an equinox checkpointed while loop, so it is
 jit-compilable and differentiable). Each iteration
@@ -8,10 +8,12 @@ jit-compilable and differentiable). Each iteration
    ``useValuesFromTriggerTime``, the assignment values computed at trigger time;
    non-persistent events whose trigger turned false are removed from the queue);
 2. records outputs whose time equals now;
-3. integrates to the next scheduled execution, the end time, or the first trigger that
-   changes (a diffrax event on the trigger's continuous function ``g``, located by
-   bisection) — for models with ``delay`` also at most the smallest delay, so that the
-   past is always known (method of steps);
+3. integrates to the next scheduled execution, the end time, or the first trigger or
+   discontinuity that changes (a diffrax event located by bisection). Inside a segment the
+   branches of ``piecewise`` and the values of ``floor``/``ceiling`` in the right-hand
+   side are frozen, so the solver integrates a smooth function and stops exactly where a
+   branch changes (as CVODE-based simulators do). For models with ``delay`` a segment is
+   at most the smallest delay long, so the past is always known (method of steps);
 4. records outputs inside the segment.
 
 Everything is fixed-shape: the queue holds ``max(8, 4·events)`` pending executions, and
@@ -30,10 +32,9 @@ import optimistix as optx
 
 from ..solvers import Rodas5
 from ._eval import _bool, _num
-from ._triggers import trigger_g
+from ._triggers import discontinuity_flip, discontinuity_g, discontinuity_value, trigger_g
 
 _NO_PRIORITY = -1e300
-_DEBUG = False
 
 
 class _Bisection(optx.Bisection):
@@ -53,7 +54,9 @@ def _delay_taus(st):
             out.append(tree[2])
             walk(tree[1])
             walk(tree[2])
-        elif tree[0] in ("op", "call"):
+        elif tree[0] == "call":
+            walk(st.inline(tree))
+        elif tree[0] == "op":
             for k in tree[2:]:
                 walk(k)
         elif tree[0] == "rateOf":
@@ -89,13 +92,22 @@ class _History(eqx.Module):
         out = jnp.where(ok, interp, xa)
         return jnp.where(tq <= self.t0, self.x0, out)
 
+    def append(self, t, x, f):
+        i = self.count
+        return _History(self.ts.at[i].set(t), self.xs.at[i].set(x), self.fs.at[i].set(f),
+                        i + 1, self.t0, self.x0)
+
+
+def _where_tree(pred, a, b):
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(pred, u, v), a, b)
+
 
 def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     st = model.structure
     events = st.ir.events
     n_ev = len(events)
-    conditions = [ev.trigger for ev in events] + list(st.discontinuities)
-    n_trig = len(conditions)
+    discs = st.discontinuities
+    n_disc = len(discs)
     n_out = len(st.output_ids)
     dtype = x0.dtype
     t_final = ts[-1]
@@ -106,16 +118,24 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     seg_steps = min(max_steps, 4096) if use_history else max_steps
     h_len = 16 * seg_steps if use_history else 2
 
-    def env(t, x, hist):
-        return model.env(t, x, c, history=hist if use_history else None)
+    def env(t, x, hist, z=None):
+        frozen = None
+        if z is not None and n_disc:
+            frozen = {d: (z[i] > 0.5 if d[0] == "cond" else z[i]) for i, d in enumerate(discs)}
+        return model.env(t, x, c, history=hist if use_history else None, frozen=frozen)
 
-    def triggers(t, x, hist):
-        e = env(t, x, hist)
-        b = jnp.stack([_bool(e.eval(tr)) for tr in conditions]) if n_trig else \
+    def triggers(t, x, hist, z=None):
+        e = env(t, x, hist, z)
+        b = jnp.stack([_bool(e.eval(ev.trigger)) for ev in events]) if n_ev else \
             jnp.zeros((0,), bool)
-        g = jnp.stack([trigger_g(e, tr) for tr in conditions]) if n_trig else \
+        g = jnp.stack([trigger_g(e, ev.trigger) for ev in events]) if n_ev else \
             jnp.zeros((0,), dtype)
         return b, g
+
+    def disc_values(t, x, hist):
+        e = env(t, x, hist)
+        return jnp.stack([discontinuity_value(e, k, tr) for k, tr in discs]) if n_disc \
+            else jnp.zeros((0,), dtype)
 
     def assignment_values(t, x, hist):
         e = env(t, x, hist)
@@ -183,8 +203,8 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         return q_t, q_e, q_v, q_on, overflow
 
     def update_flags(flags, new_flags, q, t, x, hist):
-        fired = (new_flags & ~flags)[:n_ev]
-        fell = (flags & ~new_flags)[:n_ev]
+        fired = new_flags & ~flags
+        fell = flags & ~new_flags
         q_t, q_e, q_v, q_on, overflow = q
         if n_ev:
             cancel = fell[q_e] & ~persistent[q_e]
@@ -214,6 +234,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
             x_new = execute(k, t, x_, q_v[pick], hist)
             q_on = q_on.at[pick].set(False)
             b_after, g_after = triggers(t, x_new, hist)
+            # a trigger whose function did not move keeps its state (it may sit on zero)
             new_flags = jnp.where(g_after == g_before, flags_, b_after)
             flags_, q_ = update_flags(flags_, new_flags, (q_t, q_e, q_v, q_on, overflow),
                                       t, x_new, hist)
@@ -224,22 +245,32 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
 
     # --- integration of one segment ---------------------------------------------------
     def vf(t, x, args):
-        hist = args
-        return model.derivative(t, x, c, history=hist if use_history else None)
+        hist, z = args
+        return model.derivative(t, x, c, history=hist if use_history else None,
+                                frozen=env(t, x, hist, z).frozen)
 
     term = diffrax.ODETerm(vf)
-
-    def signed_g(t, x, hist, flags):
-        """Each condition's g, signed so that a change of its truth value is an
-        upcrossing of zero."""
-        _, g = triggers(t, x, hist)
-        return jnp.where(flags, -g, g)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
 
-    def segment(t, t_end, x, flags, hist):
-        if n_trig:
+    def crossing(t, x, hist, flags, z):
+        """One value per trigger and discontinuity: <= 0 while nothing has changed,
+        crossing zero upwards where something does."""
+        e = env(t, x, hist, z)
+        parts = []
+        if n_ev:
+            g = jnp.stack([trigger_g(e, ev.trigger) for ev in events])
+            parts.append(jnp.where(flags, -g, g))
+        if n_disc:
+            parts.append(jnp.stack([discontinuity_g(e, k, tr, z[i])
+                                    for i, (k, tr) in enumerate(discs)]))
+        return jnp.concatenate(parts)
+
+    n_watch = n_ev + n_disc
+
+    def segment(t, t_end, x, flags, z, hist):
+        if n_watch:
             def cond(t, y, args, **kw):
-                return jnp.max(signed_g(t, y, args, flags))
+                return jnp.max(crossing(t, y, args[0], flags, z))
 
             event = diffrax.Event(cond, root_finder=_Bisection(rtol=1e-13, atol=1e-13),
                                   direction=True)
@@ -249,13 +280,13 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         if use_history:
             subs.append(diffrax.SubSaveAt(steps=True))
         sol = diffrax.diffeqsolve(
-            term, Rodas5(), t, t_end, None, x, args=hist,
+            term, Rodas5(), t, t_end, None, x, args=(hist, z),
             saveat=diffrax.SaveAt(subs=subs), stepsize_controller=controller,
             max_steps=seg_steps, throw=False, event=event,
         )
-        if n_trig:
-            c_end = signed_g(sol.ts[1][0], sol.ys[1][0], hist, flags)
-            mask = (jnp.arange(n_trig) == jnp.argmax(c_end)) & sol.event_mask
+        if n_watch:
+            c_end = crossing(sol.ts[1][0], sol.ys[1][0], hist, flags, z)
+            mask = (jnp.arange(n_watch) == jnp.argmax(c_end)) & sol.event_mask
         else:
             mask = jnp.zeros((0,), bool)
         return sol, mask
@@ -265,40 +296,35 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     if use_history:
         n = x0.shape[0]
         hist0 = _History(
-            ts=jnp.full((h_len,), jnp.inf, dtype).at[0].set(ts[0]),
-            xs=jnp.zeros((h_len, n), dtype).at[0].set(x0),
-            fs=jnp.zeros((h_len, n), dtype),
-            count=jnp.asarray(1), t0=ts[0], x0=x0,
-        )
-        hist0 = eqx.tree_at(lambda h: h.fs, hist0,
-                            hist0.fs.at[0].set(vf(ts[0], x0, hist0)))
+            ts=jnp.full((h_len,), jnp.inf, dtype), xs=jnp.zeros((h_len, n), dtype),
+            fs=jnp.zeros((h_len, n), dtype), count=jnp.asarray(0), t0=ts[0], x0=x0)
 
     flags0 = jnp.asarray([ev.initial_value for ev in events], bool)
-    if st.discontinuities:
-        b_init, _ = triggers(ts[0], x0, hist0)
-        flags0 = jnp.concatenate([flags0, b_init[n_ev:]])
     queue0 = (jnp.full((n_queue,), jnp.inf, dtype), jnp.zeros((n_queue,), jnp.int32),
               jnp.zeros((n_queue, n_assign), dtype), jnp.zeros((n_queue,), bool),
               jnp.asarray(False))
     # events whose trigger is true at the start and whose initialValue is false fire now
     b0, _ = triggers(ts[0], x0, hist0)
     flags0, queue0 = update_flags(flags0, b0, queue0, ts[0], x0, hist0)
+    z0 = disc_values(ts[0], x0, hist0)
     out0 = jnp.full((ts.shape[0], n_out), jnp.nan, dtype)
 
-    def observe_all(times, xs, hist):
-        return jax.vmap(lambda t_, x_: model.observe(t_, x_, c, history=hist
-                                                     if use_history else None))(times, xs)
+    def observe(t, x, hist, z=None):
+        e = env(t, x, hist, z)
+        return jnp.stack([e.value(k) for k in st.output_ids])
 
     def cond(carry):
-        t, *_, done, ok, _ = carry
+        *_, done, ok, _ = carry
         return ~done & ok
 
     def body(carry):
-        t, x, flags, q, hist, out, steps, done, ok, nseg = carry
+        t, x, flags, z, q, hist, out, steps, done, ok, nseg = carry
+        x_before = x
         x, flags, q = resolve(t, x, flags, q, hist)
         ok = ok & ~q[4]
-        now = model.observe(t, x, c, history=hist if use_history else None)
-        out = jnp.where((ts == t)[:, None], now[None, :], out)
+        if n_disc:  # events changed the state: branches are chosen afresh
+            z = jnp.where(jnp.any(x != x_before), disc_values(t, x, hist), z)
+        out = jnp.where((ts == t)[:, None], observe(t, x, hist)[None, :], out)
         finished = t >= t_final
         q_t, _, _, q_on, _ = q
         t_next = jnp.minimum(t_final, jnp.min(jnp.where(q_on, q_t, jnp.inf)))
@@ -307,12 +333,9 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
             tau = jnp.stack([_num(e.eval(tr)) for tr in taus])
             tau_min = jnp.min(jnp.where(tau > 0, tau, jnp.inf))
             t_next = jnp.minimum(t_next, t + tau_min)
-            if True:  # record the state at the segment start (after events)
-                i = hist.count
-                hist = _History(hist.ts.at[i].set(t), hist.xs.at[i].set(x),
-                                hist.fs.at[i].set(vf(t, x, hist)), i + 1, hist.t0, hist.x0)
+            hist = hist.append(t, x, vf(t, x, (hist, z)))
         t_next = jnp.where(finished, t, t_next)
-        sol, mask = segment(t, t_next, x, flags, hist)
+        sol, mask = segment(t, t_next, x, flags, z, hist)
         t_new = sol.ts[1][0]
         x_new = sol.ys[1][0]
         # snap to an output time or a scheduled execution within round-off
@@ -322,42 +345,44 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
                           near, t_new)
         seg_ok = (sol.result == diffrax.RESULTS.successful) | (
             sol.result == diffrax.RESULTS.event_occurred)
-        if _DEBUG: jax.debug.print("seg t={t} res={r} ev={e}", t=t_new, r=sol.result._value, e=sol.event_mask)
         inside = (ts > t) & (ts < t_new)
-        vals = observe_all(sol.ts[0], sol.ys[0], hist)
+        vals = jax.vmap(lambda tt, yy: observe(tt, yy, hist, z))(sol.ts[0], sol.ys[0])
         out = jnp.where(inside[:, None] & ~finished, vals, out)
         if use_history:
             k = sol.stats["num_accepted_steps"]
             st_ts, st_ys = sol.ts[2], sol.ys[2]
-            st_fs = jax.vmap(lambda tt, yy: vf(tt, yy, hist))(st_ts, st_ys)
+            st_fs = jax.vmap(lambda tt, yy: vf(tt, yy, (hist, z)))(st_ts, st_ys)
             valid = jnp.arange(st_ts.shape[0]) < k
             st_ts = jnp.where(valid, st_ts, jnp.inf)
-            room = hist.count + seg_steps <= h_len
-            ok = ok & room
+            ok = ok & (hist.count + seg_steps + 1 <= h_len)
             i = hist.count
             new_hist = _History(
                 jax.lax.dynamic_update_slice(hist.ts, st_ts, (i,)),
                 jax.lax.dynamic_update_slice(hist.xs, st_ys, (i, 0)),
                 jax.lax.dynamic_update_slice(hist.fs, st_fs, (i, 0)),
                 i + k, hist.t0, hist.x0)
-            hist = jax.tree_util.tree_map(lambda a, b: jnp.where(finished, a, b), hist,
-                                          new_hist)
-        # trigger flags: those the solver stopped on flip; the others are re-evaluated
-        b_new, _ = triggers(t_new, x_new, hist)
-        new_flags = jnp.where(mask, ~flags, b_new) if n_trig else flags
-        new_flags = jnp.where(finished, flags, new_flags)
-        flags2, q2 = update_flags(flags, new_flags, q, t_new, x_new, hist)
-        flags = jnp.where(finished, flags, flags2)
-        q = jax.tree_util.tree_map(lambda a, b: jnp.where(finished, a, b), q, q2)
+            hist = _where_tree(finished, hist, new_hist)
+        # what the solver stopped on flips; the rest are re-evaluated
+        mask_ev, mask_d = mask[:n_ev], mask[n_ev:]
+        if n_ev:
+            b_new, _ = triggers(t_new, x_new, hist)
+            new_flags = jnp.where(mask_ev, ~flags, b_new)
+            flags2, q2 = update_flags(flags, new_flags, q, t_new, x_new, hist)
+            flags = jnp.where(finished, flags, flags2)
+            q = _where_tree(finished, q, q2)
+        if n_disc:
+            e = env(t_new, x_new, hist)
+            flipped = jnp.stack([discontinuity_flip(e, k, tr, z[i])
+                                 for i, (k, tr) in enumerate(discs)])
+            z = jnp.where(finished, z, jnp.where(mask_d, flipped, z))
         steps = steps + jnp.where(finished, 0, sol.stats["num_accepted_steps"])
         ok = ok & (seg_ok | finished)
         t = jnp.where(finished, t, t_new)
         x = jnp.where(finished, x, x_new)
-        return t, x, flags, q, hist, out, steps, finished, ok, nseg + 1
+        return t, x, flags, z, q, hist, out, steps, finished, ok, nseg + 1
 
-    carry = (ts[0], x0, flags0, queue0, hist0, out0, jnp.asarray(0), jnp.asarray(False),
+    carry = (ts[0], x0, flags0, z0, queue0, hist0, out0, jnp.asarray(0), jnp.asarray(False),
              jnp.asarray(True), jnp.asarray(0))
     carry = eqxi.while_loop(cond, body, carry, max_steps=max_segments, kind="checkpointed")
-    t, x, flags, q, hist, out, steps, done, ok, nseg = carry
-    if _DEBUG: jax.debug.print("t={t} done={d} ok={o} nseg={n} ovf={v}", t=t, d=done, o=ok, n=nseg, v=q[4])
+    t, x, flags, z, q, hist, out, steps, done, ok, nseg = carry
     return out, ok & done, steps

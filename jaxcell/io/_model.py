@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
@@ -37,16 +38,29 @@ class SBMLModel(AbstractContinuousProcess):
     scale: str = eqx.field(static=True)
     structure: Structure = eqx.field(static=True)
     params: dict[str, Array]
+    cells: int | None = eqx.field(static=True)
 
     def __init__(self, structure: Structure, *, name: str | None = None,
-                 scale: str = "molecular", parameters: Mapping[str, ArrayLike] | None = None):
+                 scale: str = "molecular", parameters: Mapping[str, ArrayLike] | None = None,
+                 cells: int | None = None):
         self.structure = structure
         self.name = name or structure.ir.id
         self.scale = scale
         values = dict(structure.default_parameters)
         if parameters:
             values.update(parameters)
-        self.params = {k: as_parameter_array(self.name, k, v) for k, v in values.items()}
+        self.params = {k: jnp.asarray(v) if cells else as_parameter_array(self.name, k, v)
+                       for k, v in values.items()}
+        self.cells = cells
+
+    def per_cell(self, n_cells: int) -> SBMLModel:
+        """The same model in each of ``n_cells`` cells: the state becomes
+        ``(n_cells, len(state_ids))`` (labels on the last axis) and every parameter may be
+        a scalar (shared) or an array of shape ``(n_cells,)`` (one value per cell)."""
+        if not isinstance(n_cells, int) or isinstance(n_cells, bool) or n_cells < 1:
+            raise SBMLError(f"per_cell: n_cells must be a positive integer; got {n_cells!r}.")
+        return SBMLModel(self.structure, name=self.name, scale=self.scale,
+                         parameters=self.params, cells=n_cells)
 
     # -- descriptions ------------------------------------------------------------------
     @property
@@ -88,10 +102,22 @@ class SBMLModel(AbstractContinuousProcess):
 
     def ports(self) -> Ports:
         self._composable()
-        return Ports(owns={self._path(): Var((len(self.state_ids),), self.state_ids)})
+        shape = (len(self.state_ids),) if self.cells is None else (
+            self.cells, len(self.state_ids))
+        return Ports(owns={self._path(): Var(shape, self.state_ids)})
+
+    def _axes(self):
+        return {k: (0 if jnp.ndim(v) == 1 else None) for k, v in self.params.items()}
+
+    def _single(self, params) -> SBMLModel:
+        return eqx.tree_at(lambda s: s.params, self, params)
 
     def initial_values(self, t0: ArrayLike = 0.0) -> dict[Path, Array]:
-        x0, _ = self.initialize(t0)
+        if self.cells is None:
+            x0, _ = self.initialize(t0)
+        else:
+            x0 = jax.vmap(lambda p: self._single(p).initialize(t0)[0], in_axes=(self._axes(),),
+                          axis_size=self.cells)(self.params)
         return {self._path(): x0}
 
     def parameters(self) -> dict[str, Array]:
@@ -105,15 +131,25 @@ class SBMLModel(AbstractContinuousProcess):
                     f"SBML model {self.name!r} has no parameter {k!r}; it has "
                     f"{sorted(new)[:20]}{' ...' if len(new) > 20 else ''}.")
             new[k] = jnp.asarray(v, dtype=jnp.result_type(new[k]))
-            if new[k].shape != ():
-                raise SBMLError(f"SBML model {self.name!r}: parameter {k!r} must be a "
-                                f"scalar; got shape {new[k].shape}.")
+            allowed = [()] if self.cells is None else [(), (self.cells,)]
+            if new[k].shape not in allowed:
+                raise SBMLError(f"SBML model {self.name!r}: parameter {k!r} must have shape "
+                                f"{' or '.join(map(str, allowed))}; got {new[k].shape}.")
         return eqx.tree_at(lambda s: s.params, self, new)
 
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
         x = state[self._path()]
-        _, c = self.initialize(0.0)
-        return {self._path(): self.derivative(t, x, c)}
+        if self.cells is None:
+            _, c = self.initialize(0.0)
+            return {self._path(): self.derivative(t, x, c)}
+
+        def one(p, xi):
+            m = self._single(p)
+            _, c = m.initialize(0.0)
+            return m.derivative(t, xi, c)
+
+        dx = jax.vmap(one, in_axes=(self._axes(), 0))(self.params, x)
+        return {self._path(): dx}
 
     # -- numerics ----------------------------------------------------------------------
     def initialize(self, t0: ArrayLike = 0.0):
@@ -126,12 +162,12 @@ class SBMLModel(AbstractContinuousProcess):
             else jnp.zeros((0,), self._dtype())
         return x0, c
 
-    def env(self, t, x, c, history=None) -> Env:
+    def env(self, t, x, c, history=None, frozen=None) -> Env:
         return Env(self.structure, "dynamic", t=t, p=self.params, x=x, c=c,
-                   history=history, dtype=x.dtype)
+                   history=history, dtype=x.dtype, frozen=frozen)
 
-    def derivative(self, t, x, c, history=None) -> Array:
-        return self.env(t, x, c, history).derivative()
+    def derivative(self, t, x, c, history=None, frozen=None) -> Array:
+        return self.env(t, x, c, history, frozen).derivative()
 
     def observe(self, t, x, c, history=None) -> Array:
         """Values of :attr:`output_ids` (SBML units: concentrations for species unless
@@ -140,6 +176,9 @@ class SBMLModel(AbstractContinuousProcess):
         return jnp.stack([env.value(k) for k in self.output_ids])
 
     def _dtype(self):
+        if self.cells is not None and any(jnp.ndim(v) for v in self.params.values()):
+            raise SBMLError(f"SBML model {self.name!r} has per-cell parameters; simulate it "
+                            "with jaxcell.simulate (inside a Composite), not simulate_sbml.")
         leaves = list(self.params.values())
         return jnp.result_type(*leaves) if leaves else jnp.result_type(float)
 

@@ -144,6 +144,8 @@ def read_sbml(source: str | os.PathLike) -> ModelIR:
         size = _value(c, "isSetSize", "getSize")
         if size is None and level < 3 and dims != 0:
             size = 1.0  # L1/L2 default compartment size
+        if size is None and dims == 0:
+            size = math.nan  # a 0-D compartment has no size
         symbols.append(Symbol(c.getId(), "compartment", bool(c.getConstant()), size, dims=dims))
     for s in m.getListOfSpecies():
         conc = s.isSetInitialConcentration()

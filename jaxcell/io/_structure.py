@@ -158,9 +158,12 @@ class Structure:
         self.discontinuities = self._find_discontinuities()
 
     def _find_discontinuities(self) -> tuple[tuple, ...]:
-        """Conditions of ``piecewise`` in the right-hand side (rules, kinetic laws,
-        stoichiometry): where they change the derivative jumps, so the integrator is
-        stopped there (as CVODE-based tools do) rather than stepping across."""
+        """Where the right-hand side (rules, kinetic laws, stoichiometry) jumps:
+        ``("cond", tree)`` for conditions of ``piecewise`` and ``("floor"|"ceiling",
+        argument)``. During integration their values are frozen (the right-hand side is
+        smooth) and the integrator stops where they change, as CVODE-based tools do,
+        rather than stepping across a jump (trees inside function definitions appear
+        with the call's arguments substituted)."""
         found: dict[tuple, None] = {}
 
         def walk(tree, env):
@@ -179,7 +182,11 @@ class Structure:
                     for i in range(1, len(kids) - (len(kids) % 2 == 1), 2):
                         cond = substitute(kids[i], env)
                         if not _constant_tree(cond) and not contains(cond, "delay"):
-                            found[cond] = None
+                            found[("cond", cond)] = None
+                elif tree[1] in ("floor", "ceiling") and not _constant_tree(tree[2]):
+                    # the value jumps where the argument crosses an integer
+                    if not contains(tree[2], "delay"):
+                        found[(tree[1], substitute(tree[2], env))] = None
                 for k in tree[2:]:
                     walk(k, env)
             elif tag in ("delay", "rateOf"):
@@ -194,6 +201,12 @@ class Structure:
             for ref in r.refs:
                 walk(ref.stoichiometry, {})
         return tuple(found)
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 (one Structure per imported model)
+    def inline(self, call: tuple) -> tuple:
+        """The body of a function call with its arguments substituted."""
+        args, body = self.functions[call[1]]
+        return substitute(body, dict(zip(args, call[2:])))
 
     def _dims(self, species_id: str) -> float:
         return self.symbols[self.symbols[species_id].compartment].dims

@@ -34,9 +34,7 @@ def trigger_g(env: Env, tree: tuple, scope=None):
         if op == "not":
             return -trigger_g(env, tree[2], scope)
     if tag == "call":
-        argnames, body = env.st.functions[tree[1]]
-        args = [env.eval(k, scope) for k in tree[2:]]
-        return trigger_g(env, body, dict(zip(argnames, args)))
+        return trigger_g(env, env.st.inline(tree), scope)
     b = _bool(env.eval(tree, scope))
     return jnp.where(b, 1.0, -1.0).astype(env.dtype)
 
@@ -53,3 +51,32 @@ def _max(xs):
     for x in xs[1:]:
         out = jnp.maximum(out, x)
     return out
+
+
+def discontinuity_value(env: Env, kind: str, tree: tuple):
+    """The current (unfrozen) value of a discontinuity: a condition's truth (0/1) or
+    ``floor``/``ceiling`` of the argument."""
+    if kind == "cond":
+        return _bool(env.eval(tree)).astype(env.dtype)
+    x = _num(env.eval(tree))
+    return jnp.floor(x) if kind == "floor" else jnp.ceil(x)
+
+
+def discontinuity_g(env: Env, kind: str, tree: tuple, z):
+    """Negative while the frozen value ``z`` is still right; crosses zero upwards where
+    it stops being right."""
+    if kind == "cond":
+        g = trigger_g(env, tree)
+        return jnp.where(z > 0.5, -g, g)
+    x = _num(env.eval(tree))
+    lo = z if kind == "floor" else z - 1.0
+    return -jnp.minimum(x - lo, lo + 1.0 - x)
+
+
+def discontinuity_flip(env: Env, kind: str, tree: tuple, z):
+    """The new value when the solver stopped because ``z`` stopped being right."""
+    if kind == "cond":
+        return 1.0 - z
+    x = _num(env.eval(tree))
+    lo = z if kind == "floor" else z - 1.0
+    return jnp.where(x - lo > 0.5, z + 1.0, z - 1.0)
