@@ -90,7 +90,9 @@ class _History(eqx.Module):
         h11 = s**3 - s**2
         interp = h00 * xa + h10 * hs * fa + h01 * xb + h11 * hs * fb
         out = jnp.where(ok, interp, xa)
-        return jnp.where(tq <= self.t0, self.x0, out)
+        # strictly before the start: the initial state (at the start itself the recorded
+        # history is used, so that time derivatives are one-sided from the right)
+        return jnp.where(tq < self.t0, self.x0, out)
 
     def append(self, t, x, f):
         i = self.count

@@ -49,7 +49,10 @@ class SBMLModel(AbstractContinuousProcess):
         values = dict(structure.default_parameters)
         if parameters:
             values.update(parameters)
-        self.params = {k: jnp.asarray(v) if cells else as_parameter_array(self.name, k, v)
+        # strongly typed float leaves, so that replacing values never recompiles
+        ftype = jnp.result_type(float)
+        self.params = {k: jnp.asarray(v, dtype=ftype) if cells else
+                       jnp.asarray(as_parameter_array(self.name, k, v), dtype=ftype)
                        for k, v in values.items()}
         self.cells = cells
 
@@ -72,6 +75,14 @@ class SBMLModel(AbstractContinuousProcess):
     def output_ids(self) -> tuple[str, ...]:
         """SBML ids whose values a solution reports, in order."""
         return self.structure.output_ids
+
+    @property
+    def varying_ids(self) -> tuple[str, ...]:
+        """Species, and parameters, compartments and species references that are not
+        constant: what a results table usually shows."""
+        st = self.structure
+        return tuple(s.id for s in st.ir.symbols
+                     if s.kind == "species" or s.id in st.state_index or s.id in st.assigned)
 
     @property
     def species_ids(self) -> tuple[str, ...]:

@@ -86,6 +86,8 @@ def _read_document(source: str | os.PathLike) -> tuple[libsbml.SBMLDocument, str
         doc = libsbml.readSBMLFromString(text)
     else:
         label = text
+        if os.path.isdir(text):
+            raise SBMLError(f"{text!r} is a directory, not an SBML file.")
         if not os.path.isfile(text):
             raise SBMLError(f"SBML file {text!r} does not exist.")
         doc = libsbml.readSBMLFromFile(text)

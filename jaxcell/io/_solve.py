@@ -137,16 +137,25 @@ class SBMLSolution:
         return out
 
 
-def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, rtol: float = 1e-8,
-                  atol: float = 1e-10, max_steps: int = 100_000,
+def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
+                  rtol: float = 1e-8, atol: float = 1e-10, max_steps: int = 100_000,
                   max_segments: int = 4096,
                   parameters: Mapping[str, ArrayLike] | None = None) -> SBMLSolution:
-    """Simulate an imported SBML model and report every symbol at the times ``ts``
-    (``ts[0]`` is the start time). Events, delays, rules and all SBML semantics that
-    :func:`load_sbml` accepts are handled; see :class:`SBMLSolution`."""
+    """Simulate an imported SBML model and report every symbol at the times ``ts``.
+
+    The model's initial values hold at ``t0`` (SBML's time 0 by default; ``t0=None``
+    starts at ``ts[0]``); ``ts`` must not start before ``t0``. Events, delays, rules and
+    all SBML semantics that :func:`load_sbml` accepts are handled; see
+    :class:`SBMLSolution`."""
     if parameters:
         model = model.replace_parameters(parameters)
     t = _times(ts)
-    values, ok, steps = solve_sbml(model, t, rtol, atol, max_steps, max_segments)
-    return SBMLSolution(ts=np.asarray(t), ids=model.output_ids, values=np.asarray(values),
+    start = float(t[0]) if t0 is None else float(t0)
+    if float(t[0]) < start:
+        raise SBMLError(f"ts starts at {float(t[0])}, before t0 = {start}.")
+    extra = float(t[0]) > start
+    full = jnp.concatenate([jnp.asarray([start]), t]) if extra else t
+    values, ok, steps = solve_sbml(model, full, rtol, atol, max_steps, max_segments)
+    values = np.asarray(values)[1:] if extra else np.asarray(values)
+    return SBMLSolution(ts=np.asarray(t), ids=model.output_ids, values=values,
                         success=bool(ok), num_steps=int(steps), model=model)

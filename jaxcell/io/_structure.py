@@ -202,7 +202,7 @@ class Structure:
                 walk(ref.stoichiometry, {})
         return tuple(found)
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 (one Structure per imported model)
+    @functools.cache  # noqa: B019 (one Structure per imported model)
     def inline(self, call: tuple) -> tuple:
         """The body of a function call with its arguments substituted."""
         args, body = self.functions[call[1]]
