@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.jaxcell-installed
 JOBS   ?= 2
 
-.PHONY: demo test test-slow test-all docs bench bench-quick lint clean venv
+.PHONY: demo test test-slow test-all docs bench bench-quick sbml-suite lint clean venv
 
 venv: $(STAMP)
 
@@ -40,11 +40,19 @@ bench: $(STAMP)
 	mkdir -p bench-results
 	$(PY) benchmarks/ensemble.py --json bench-results/ensemble.json
 	$(PY) benchmarks/compile_time.py --json bench-results/compile_time.json
+	$(PY) benchmarks/sbml_import.py --json bench-results/sbml_import.json
 
 bench-quick: $(STAMP)
 	mkdir -p bench-results
 	$(PY) benchmarks/ensemble.py --quick --json bench-results/ensemble.json
 	$(PY) benchmarks/compile_time.py --quick --json bench-results/compile_time.json
+	$(PY) benchmarks/sbml_import.py --quick --json bench-results/sbml_import.json
+
+## The SBML Test Suite semantic cases through jaxcell.io (all cases, JOBS workers).
+SBML_SUITE ?= ../shared/data/sbml-test-suite
+sbml-suite: $(STAMP)
+	mkdir -p bench-results
+	$(PY) benchmarks/sbml_suite.py --cases $(SBML_SUITE) --jobs $(JOBS) --json bench-results/sbml_suite.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check jaxcell tests benchmarks examples

@@ -158,3 +158,108 @@ def network_to_sbml(net, laws: dict[str, str], parameters=None) -> str:
     if errors:
         raise ValueError("invalid SBML: " + "; ".join(e.getMessage() for e in errors))
     return libsbml.writeSBMLToString(doc)
+
+
+def random_mass_action_sbml(n_reactions: int, seed: int = 0) -> str:
+    """SBML L3V2 text of a random, bounded mass-action network with ``n_reactions``
+    reactions (for scaling studies of SBML import).
+
+    About ``n_reactions / 2`` species in one compartment of size 1 (amounts equal
+    concentrations): a degradation reaction per species, constant sources into a tenth of
+    the species, and random ``A -> B``, ``A <-> B``, ``A + B -> C``, ``A + B <-> C`` and
+    ``A + B -> C + D`` reactions with rate constants log-uniform in [0.1, 10]. Each species
+    degrades at 0.5 plus the dissociation constants of the reversible associations that
+    produce it, so ``d(sum x)/dt <= sources - 0.5 sum x`` and the solution stays bounded
+    (the same construction as ``compile_time.random_network``). Kinetic laws are written
+    as formulas (``k3 * S1 * S4 - kr3 * S7``).
+    """
+    if libsbml is None:
+        raise ImportError("python-libsbml is not installed")
+    rng = np.random.default_rng(seed + n_reactions)
+    n_s = max(3, n_reactions // 2)
+    n_src = max(1, n_s // 10)
+    n_rand = n_reactions - n_s - n_src
+    if n_rand < 1:
+        raise ValueError("too few reactions for the number of species")
+    names = [f"S{i}" for i in range(n_s)]
+    x0 = rng.uniform(0.0, 1.0, n_s)
+
+    doc = libsbml.SBMLDocument(3, 2)
+    model = doc.createModel()
+    _check(model.setId(f"random{n_reactions}"), "model id")
+    comp = model.createCompartment()
+    _check(comp.setId("cell"), "compartment id")
+    comp.setConstant(True)
+    comp.setSize(1.0)
+    comp.setSpatialDimensions(3)
+    for s, v in zip(names, x0, strict=True):
+        sp = model.createSpecies()
+        _check(sp.setId(s), f"species id {s}")
+        sp.setCompartment("cell")
+        sp.setInitialConcentration(float(v))
+        sp.setHasOnlySubstanceUnits(False)
+        sp.setBoundaryCondition(False)
+        sp.setConstant(False)
+
+    def parameter(pid: str, value: float) -> str:
+        p = model.createParameter()
+        _check(p.setId(pid), f"parameter id {pid}")
+        p.setValue(float(value))
+        p.setConstant(True)
+        return pid
+
+    def k(pid: str) -> str:
+        return parameter(pid, float(np.exp(rng.uniform(np.log(0.1), np.log(10.0)))))
+
+    def reaction(rid: str, reactants: list[str], products: list[str], law: str,
+                 reversible: bool = False) -> None:
+        rx = model.createReaction()
+        _check(rx.setId(rid), f"reaction id {rid}")
+        rx.setReversible(reversible)
+        for group, create in ((reactants, rx.createReactant), (products, rx.createProduct)):
+            for s in group:
+                ref = create()
+                ref.setSpecies(s)
+                ref.setStoichiometry(1.0)
+                ref.setConstant(True)
+        ast = libsbml.parseL3Formula(law)
+        if ast is None:
+            raise ValueError(f"libsbml cannot parse {law!r}: {libsbml.getLastParseL3Error()}")
+        _check(rx.createKineticLaw().setMath(ast), f"kinetic law of {rid}")
+
+    dissociation = np.zeros(n_s)
+    kinds = rng.choice(["uni", "uni_rev", "bi", "bi_rev", "exchange"], size=n_rand,
+                       p=[0.25, 0.2, 0.2, 0.2, 0.15])
+    for j, kind in enumerate(kinds):
+        if kind in ("uni", "uni_rev"):
+            a, b = (names[i] for i in rng.choice(n_s, 2, replace=False))
+            law = f"{k(f'k{j}')} * {a}"
+            if kind == "uni_rev":
+                law += f" - {k(f'kr{j}')} * {b}"
+            reaction(f"r{j}", [a], [b], law, reversible=kind == "uni_rev")
+        elif kind in ("bi", "bi_rev"):
+            ia, ib, ic = rng.choice(n_s, 3, replace=False)
+            a, b, c = names[ia], names[ib], names[ic]
+            law = f"{k(f'k{j}')} * {a} * {b}"
+            if kind == "bi_rev":
+                kr = k(f"kr{j}")
+                dissociation[ic] += model.getParameter(kr).getValue()
+                law += f" - {kr} * {c}"
+            reaction(f"r{j}", [a, b], [c], law, reversible=kind == "bi_rev")
+        else:
+            a, b, c, d = (names[i] for i in rng.choice(n_s, 4, replace=False))
+            reaction(f"r{j}", [a, b], [c, d], f"{k(f'k{j}')} * {a} * {b}")
+    for i in rng.choice(n_s, n_src, replace=False):
+        reaction(f"source_{i}", [], [names[i]], parameter(f"src{i}", 1.0))
+    for i, s in enumerate(names):
+        deg = parameter(f"deg{i}", 0.5 + float(dissociation[i]))
+        reaction(f"degradation_{i}", [s], [], f"{deg} * {s}")
+    if model.getNumReactions() != n_reactions:
+        raise AssertionError("wrong number of reactions")
+
+    doc.checkInternalConsistency()
+    errors = [doc.getError(i) for i in range(doc.getNumErrors())
+              if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    if errors:
+        raise ValueError("invalid SBML: " + "; ".join(e.getMessage() for e in errors))
+    return libsbml.writeSBMLToString(doc)

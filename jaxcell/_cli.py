@@ -1,4 +1,4 @@
-"""Command-line interface: ``jaxcell demo``."""
+"""Command-line interface: ``jaxcell demo`` and ``jaxcell simulate``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,100 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(message: str) -> int:
+    print(f"jaxcell: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    """Simulate an SBML file and write a CSV (and optionally a PNG plot)."""
+    if not os.path.isfile(args.model):
+        what = "is not a file" if os.path.exists(args.model) else "does not exist"
+        return _fail(f"model file {args.model!r} {what}")
+    if not (args.t1 > args.t0 >= 0):
+        return _fail(f"need 0 <= --t0 < --t1, got --t0 {args.t0:g} --t1 {args.t1:g}")
+    if args.points < 2:
+        return _fail(f"--points must be at least 2, got {args.points}")
+    if not (args.rtol > 0 and args.atol > 0):
+        return _fail(f"--rtol and --atol must be positive, got {args.rtol:g}, {args.atol:g}")
+
+    from ._errors import JaxcellError
+    from .io import load_sbml, simulate_sbml
+
+    try:
+        with stage(f"Reading {args.model}"):
+            model = load_sbml(args.model)
+        ts = np.linspace(args.t0, args.t1, args.points)
+        # SBML time starts at 0: simulate from 0 and drop the extra first row.
+        skip = 1 if args.t0 > 0 else 0
+        with stage("Compiling and simulating (the first call compiles)"):
+            sol = simulate_sbml(model, np.concatenate([[0.0], ts]) if skip else ts,
+                                rtol=args.rtol, atol=args.atol, max_steps=args.max_steps)
+    except (JaxcellError, OSError) as e:
+        return _fail(str(e))
+    columns = {k: np.asarray(v)[skip:] for k, v in sol.to_columns().items()}
+    names = ["time"] + _reported_ids(model, columns)
+    table = np.column_stack([columns[k].reshape(len(ts)) for k in names])
+    failed = not bool(np.all(np.asarray(sol.success)))
+    try:
+        if args.out == "-":
+            _write_csv(sys.stdout, names, table)
+        else:
+            with open(args.out, "w", newline="") as f:
+                _write_csv(f, names, table)
+        if args.plot:
+            _plot(args.plot, names, table, os.path.basename(args.model))
+    except OSError as e:
+        return _fail(f"cannot write output: {e}")
+    if failed:
+        msgs = "; ".join(str(m) for m in sol.messages()) or "solver failure"
+        print(f"jaxcell: simulation failed: {msgs} (rows after the failure are not valid)",
+              file=sys.stderr)
+        return 1
+    if args.out != "-":
+        print(f"{len(names) - 1} columns x {len(ts)} times written to {args.out}",
+              file=sys.stderr)
+    return 0
+
+
+def _reported_ids(model, columns) -> list[str]:
+    """Every species, then the non-constant parameters and compartments (document order)."""
+    symbols = [s for s in model.structure.ir.symbols if s.id in columns]
+    species = [s.id for s in symbols if s.kind == "species"]
+    varying = [s.id for s in symbols
+               if s.kind in ("parameter", "compartment") and not s.constant]
+    return species + varying
+
+
+def _write_csv(stream, names: list[str], table: np.ndarray) -> None:
+    import csv
+
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(names)
+    for row in table:
+        writer.writerow([repr(float(x)) for x in row])
+
+
+def _plot(path: str, names: list[str], table: np.ndarray, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for j, name in enumerate(names[1:], start=1):
+        ax.plot(table[:, 0], table[:, j], label=name)
+    ax.set_xlabel("time")
+    ax.set_ylabel("value (concentration unless hasOnlySubstanceUnits)")
+    ax.set_title(title)
+    if len(names) <= 21:
+        ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"Plot written to {path}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxcell", description="Differentiable multi-scale biological simulation."
@@ -87,13 +181,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--points", type=int, default=2001, help="number of saved times")
     demo.add_argument("--no-plot", action="store_true", help="skip the PNG")
     demo.set_defaults(func=_demo)
+
+    sim = sub.add_parser(
+        "simulate", help="simulate an SBML model and write a CSV",
+        description="Simulate an SBML file. The CSV has a column 'time', then every "
+                    "species (concentration, or amount for species with "
+                    "hasOnlySubstanceUnits, as SBML reports them), then the non-constant "
+                    "parameters and compartments.")
+    sim.add_argument("model", help="SBML file (.xml)")
+    sim.add_argument("--t0", type=float, default=0.0, help="first output time (default 0)")
+    sim.add_argument("--t1", type=float, required=True, help="last output time")
+    sim.add_argument("--points", type=int, default=200,
+                     help="number of output times from t0 to t1 (default 200)")
+    sim.add_argument("--out", default="-", help="CSV file to write ('-': stdout, default)")
+    sim.add_argument("--plot", metavar="PNG", help="also plot every column to this file")
+    sim.add_argument("--rtol", type=float, default=1e-8, help="relative tolerance (1e-8)")
+    sim.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance (1e-10)")
+    sim.add_argument("--max-steps", type=int, default=100_000,
+                     help="maximum number of solver steps (100000)")
+    sim.set_defaults(func=_simulate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxcell`` command."""
     args = build_parser().parse_args(argv)
-    if getattr(args, "t1", 1.0) <= 0 or getattr(args, "points", 2) < 2:
+    if args.command == "demo" and (args.t1 <= 0 or args.points < 2):
         print("jaxcell: --t1 must be positive and --points at least 2", file=sys.stderr)
         return 2
     return int(args.func(args))

@@ -1,8 +1,11 @@
-"""The command-line demo runs, prints a correct summary and writes a plot."""
+"""The command-line interface: ``jaxcell demo`` runs, prints a correct summary and writes
+a plot; ``jaxcell simulate model.xml`` writes a CSV that matches an analytic solution and
+fails cleanly (one line on stderr, exit code 2) on bad input."""
 
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jaxcell._cli import main
@@ -33,3 +36,131 @@ def test_python_dash_m_entry_point(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "Repressilator" in res.stdout
+
+
+# -- jaxcell simulate -------------------------------------------------------------------
+
+K, A0, VOL = 0.3, 2.0, 2.5
+A_TO_B = f"""<?xml version="1.0" encoding="UTF-8"?>
+<sbml xmlns="http://www.sbml.org/sbml/level3/version2/core" level="3" version="2">
+  <model id="a_to_b">
+    <listOfCompartments>
+      <compartment id="cell" size="{VOL}" spatialDimensions="3" constant="true"/>
+    </listOfCompartments>
+    <listOfSpecies>
+      <species id="A" compartment="cell" initialConcentration="{A0}"
+               hasOnlySubstanceUnits="false" boundaryCondition="false" constant="false"/>
+      <species id="B" compartment="cell" initialAmount="0"
+               hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>
+    </listOfSpecies>
+    <listOfParameters>
+      <parameter id="k" value="{K}" constant="true"/>
+      <parameter id="total" constant="false"/>
+    </listOfParameters>
+    <listOfRules>
+      <assignmentRule variable="total">
+        <math xmlns="http://www.w3.org/1998/Math/MathML">
+          <apply><plus/><apply><times/><ci>A</ci><ci>cell</ci></apply><ci>B</ci></apply>
+        </math>
+      </assignmentRule>
+    </listOfRules>
+    <listOfReactions>
+      <reaction id="conversion" reversible="false">
+        <listOfReactants><speciesReference species="A" stoichiometry="1" constant="true"/>
+        </listOfReactants>
+        <listOfProducts><speciesReference species="B" stoichiometry="1" constant="true"/>
+        </listOfProducts>
+        <kineticLaw>
+          <math xmlns="http://www.w3.org/1998/Math/MathML">
+            <apply><times/><ci>cell</ci><ci>k</ci><ci>A</ci></apply>
+          </math>
+        </kineticLaw>
+      </reaction>
+    </listOfReactions>
+  </model>
+</sbml>
+"""
+
+
+def _read_csv(path):
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], np.array([[float(x) for x in r] for r in rows[1:]])
+
+
+def test_simulate_sbml_to_csv_matches_analytic_solution(tmp_path, capsys):
+    """A -> B, rate k A (per volume): [A](t) = A0 exp(-k t) (a concentration), B is
+    hasOnlySubstanceUnits, so its column is the amount A0 V (1 - exp(-k t))."""
+    model = tmp_path / "a_to_b.xml"
+    model.write_text(A_TO_B)
+    out, png = tmp_path / "result.csv", tmp_path / "result.png"
+    rc = main(["simulate", str(model), "--t1", "10", "--points", "101", "--out", str(out),
+               "--plot", str(png), "--rtol", "1e-10", "--atol", "1e-12"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    names, table = _read_csv(out)
+    assert names[0] == "time" and set(names) == {"time", "A", "B", "total"}
+    col = {n: table[:, i] for i, n in enumerate(names)}
+    t = np.linspace(0.0, 10.0, 101)
+    np.testing.assert_allclose(col["time"], t, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(col["A"], A0 * np.exp(-K * t), rtol=1e-7)
+    np.testing.assert_allclose(col["B"], A0 * VOL * (1 - np.exp(-K * t)), rtol=1e-7,
+                               atol=1e-12)
+    np.testing.assert_allclose(col["total"], A0 * VOL, rtol=1e-9)
+    assert names.index("A") < names.index("total") and names.index("B") < names.index("total")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_simulate_later_start_time(tmp_path, capsys):
+    """--t0 is the first output time; SBML time still starts at 0."""
+    model = tmp_path / "a_to_b.xml"
+    model.write_text(A_TO_B)
+    out = tmp_path / "late.csv"
+    assert main(["simulate", str(model), "--t0", "2", "--t1", "4", "--points", "3",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    names, table = _read_csv(out)
+    np.testing.assert_allclose(table[:, 0], [2.0, 3.0, 4.0])
+    np.testing.assert_allclose(table[:, names.index("A")],
+                               A0 * np.exp(-K * np.array([2.0, 3.0, 4.0])), rtol=1e-6)
+
+
+def test_simulate_writes_csv_to_stdout(tmp_path, capsys):
+    model = tmp_path / "a_to_b.xml"
+    model.write_text(A_TO_B)
+    assert main(["simulate", str(model), "--t1", "1", "--points", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split(",")[0] == "time" and len(lines) == 4
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "malformed", "not-sbml",
+                                  "bad-times"])
+def test_simulate_errors_exit_2_without_traceback(tmp_path, capsys, case):
+    path = tmp_path / "model.xml"
+    args = ["--t1", "10"]
+    if case == "directory":
+        path = tmp_path
+    elif case == "malformed":
+        path.write_text(A_TO_B.replace("</listOfSpecies>", "", 1))
+    elif case == "not-sbml":
+        path.write_text('<?xml version="1.0"?>\n<html><body>hello</body></html>\n')
+    elif case == "bad-times":
+        path.write_text(A_TO_B)
+        args = ["--t0", "5", "--t1", "1"]
+    out = tmp_path / "never.csv"
+    assert main(["simulate", str(path), *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "jaxcell: error:" in err and "Traceback" not in err
+    if case in ("missing", "malformed", "not-sbml"):
+        assert str(path) in err or path.name in err, err
+    assert not out.exists()
+
+
+def test_simulate_entry_point_error(tmp_path):
+    """Through the real entry point: a missing file is one line on stderr, exit 2."""
+    res = subprocess.run([sys.executable, "-m", "jaxcell", "simulate",
+                          str(tmp_path / "nope.xml"), "--t1", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr and "nope.xml" in res.stderr
