@@ -90,6 +90,21 @@ H = (
 )
 
 
+def _stage_tables():
+    """Stage points ``y0 + alpha_i . k`` and the ``C`` couplings as dense (8, 8)
+    arrays (row i, zero from column i on)."""
+    n = len(A)
+    alpha = np.zeros((n, n))
+    cmat = np.zeros((n, n))
+    for i in range(1, n):
+        alpha[i, : len(A[i])] = A[i]
+        cmat[i, : len(C[i])] = C[i]
+    return alpha, cmat
+
+
+_STAGE_TABLES = _stage_tables()
+
+
 class Rodas5Interpolation(diffrax.AbstractLocalInterpolation):
     r"""Rodas5's order-4 continuous extension on one step ``[t0, t1]``.
 
@@ -209,35 +224,27 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
             out = term.vf_prod(t, unravel(y_flat), args, control)
             return ravel_pytree(out)[0].astype(dtype)
 
-        # h f(t0, y0) and h df/dt(t0, y0)
-        g0, g_t = jax.jvp(lambda t: g(t, y0_flat), (t0,), (jnp.ones_like(t0),))
-        # h J
-        hjac = jax.jacfwd(lambda y: g(t0, y))(y0_flat)
+        # [h df/dt | h J] at (t0, y0) in one forward-mode pass
         n = y0_flat.shape[0]
+        aug = jax.jacfwd(lambda ty: g(ty[0], ty[1:]))(jnp.concatenate([t0[None], y0_flat]))
+        g_t, hjac = aug[:, 0], aug[:, 1:]
         lu = jsl.lu_factor(jnp.eye(n, dtype=dtype) / GAMMA - hjac)
 
-        # Multiplied through by h: (I/gamma - hJ) k_i = h f(...) + sum_j C_ij k_j
-        #                                                + d_i h (h df/dt).
-        ks = []
-        point = y0_flat
-        for i in range(len(A)):
-            if i == 0:
-                gi = g0
-            else:
-                if i < 6:
-                    point = y0_flat + sum(a * k for a, k in zip(A[i], ks))
-                else:  # stages 7, 8: previous stage point plus the previous k
-                    point = point + ks[-1]
-                gi = g(t0 + CS[i] * h, point)
-            rhs = gi
-            if D[i] != 0.0:
-                rhs = rhs + (D[i] * h) * g_t
-            if i > 0:
-                rhs = rhs + sum(c * k for c, k in zip(C[i], ks))
-            ks.append(jsl.lu_solve(lu, rhs))
-        y1_flat = point + ks[-1]
+        # Multiplied through by h: (I/gamma - hJ) k_i = h f(t0 + c_i h, y0 + alpha_i . k)
+        #                                              + C_i . k + d_i h (h df/dt).
+        # The stages run in a loop so the vector field is traced (and compiled) once.
+        alpha, cmat = (jnp.asarray(x, dtype) for x in _STAGE_TABLES)
+        cs, ds = jnp.asarray(CS, dtype), jnp.asarray(D, dtype)
+
+        def stage(i, ks):
+            point = y0_flat + alpha[i] @ ks
+            rhs = g(t0 + cs[i] * h, point) + (ds[i] * h) * g_t + cmat[i] @ ks
+            return ks.at[i].set(jsl.lu_solve(lu, rhs))
+
+        ks = jax.lax.fori_loop(0, len(A), stage, jnp.zeros((len(A), n), dtype))
+        y1_flat = y0_flat + alpha[-1] @ ks + ks[-1]
         y_error = unravel(ks[-1])
         y1 = unravel(y1_flat)
-        big_k = [unravel(sum(c * k for c, k in zip(row, ks))) for row in H]
+        big_k = [unravel(jnp.asarray(row, dtype) @ ks) for row in H]
         dense_info = dict(y0=y0, y1=y1, K1=big_k[0], K2=big_k[1], K3=big_k[2])
         return y1, y_error, dense_info, None, diffrax.RESULTS.successful
