@@ -156,7 +156,7 @@ def test_gradient_through_events_matches_finite_differences():
     i = model.output_ids.index("x")
 
     def f(k):
-        vals, ok, _ = solve_sbml(model.replace_parameters({"k": k}), ts)
+        vals, status, _ = solve_sbml(model.replace_parameters({"k": k}), ts)
         return vals[-1, i]
 
     k = 0.7

@@ -23,6 +23,8 @@ Hermite interpolation between them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import diffrax
 import equinox as eqx
 import equinox.internal as eqxi
@@ -36,14 +38,57 @@ from ._triggers import discontinuity_flip, discontinuity_g, discontinuity_value,
 
 _NO_PRIORITY = -1e300
 
+STATUS_OK, STATUS_SOLVER, STATUS_MAX_SEGMENTS, STATUS_QUEUE_FULL, STATUS_HISTORY_FULL, \
+    STATUS_TIE = range(6)
+STATUS_MESSAGES = {
+    STATUS_SOLVER: "the solver failed (step size too small, too many steps, or a "
+    "non-finite value); try looser tolerances or a larger max_steps",
+    STATUS_MAX_SEGMENTS: "more event firings and discontinuities than max_segments; raise "
+    "max_segments",
+    STATUS_QUEUE_FULL: "too many delayed event executions pending at once (the queue "
+    "holds max(8, 4 x number of events))",
+    STATUS_HISTORY_FULL: "the delay history is full (16 x 4096 accepted steps); simulate "
+    "a shorter time span",
+}
 
-class _Bisection(optx.Bisection):
-    """Bisection that stops on the bracket width alone, so discontinuous (boolean)
-    trigger functions are located as well as continuous ones."""
+
+class _BracketState(eqx.Module):
+    lower: jax.Array
+    upper: jax.Array
+    positive_at_lower: jax.Array
+
+
+class _Bisection(optx.AbstractRootFinder):
+    """Locates where a function changes sign inside ``[lower, upper]`` by halving the
+    bracket until it is narrower than ``atol + rtol·|t|``. It needs no smoothness (boolean
+    triggers work) and returns the upper end, where the change has happened. A bracket
+    whose ends have the same sign (the change sits exactly on ``lower``) shrinks to
+    ``lower`` rather than raising."""
+
+    rtol: float
+    atol: float
+    norm: Callable = optx.max_norm
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        lower = jnp.asarray(options["lower"], f_struct.dtype)
+        upper = jnp.asarray(options["upper"], f_struct.dtype)
+        f_lower, _ = fn(lower, args)
+        return _BracketState(lower, upper, f_lower > 0)
+
+    def step(self, fn, y, args, options, state, tags):
+        mid = 0.5 * (state.lower + state.upper)
+        f_mid, aux = fn(mid, args)
+        same = (f_mid > 0) == state.positive_at_lower
+        new = _BracketState(jnp.where(same, mid, state.lower),
+                            jnp.where(same, state.upper, mid), state.positive_at_lower)
+        return new.upper, new, aux
 
     def terminate(self, fn, y, args, options, state, tags):
-        scale = self.atol + self.rtol * jnp.abs(y)
-        return jnp.abs(state.lower - state.upper) < scale, optx.RESULTS.successful
+        width = jnp.abs(state.upper - state.lower)
+        return width < self.atol + self.rtol * jnp.abs(state.upper), optx.RESULTS.successful
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        return state.upper, aux, {}
 
 
 def _delay_taus(st):
@@ -163,7 +208,6 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     def make_branch(ev):
         def branch(t, x, vals, hist):
             e = env(t, x, hist)
-            assigned = {var: k for k, (var, _) in enumerate(ev.assignments)}
             new = x
             for k, (var, _) in enumerate(ev.assignments):
                 v = vals[k]
@@ -171,9 +215,9 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
                 if (sym.kind == "species" and not sym.only_substance
                         and var not in st.stored_as_concentration
                         and st.symbols[sym.compartment].dims != 0):
-                    comp = sym.compartment
-                    vol = vals[assigned[comp]] if comp in assigned else e.value(comp)
-                    v = v * vol
+                    # a concentration becomes an amount with the compartment's size
+                    # before this event's assignments (SBML Test Suite case 01780)
+                    v = v * e.value(sym.compartment)
                 new = new.at[st.state_index[var]].set(v)
             return new
         return branch
@@ -214,23 +258,31 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         q = enqueue((q_t, q_e, q_v, q_on, overflow), fired, t, x, hist)
         return new_flags, q
 
+    has_priority = jnp.asarray([ev.priority is not None for ev in events], bool)
+
     def resolve(t, x, flags, q, hist):
-        """Execute everything due at time t (priority order, cascading)."""
+        """Execute everything due at time t (priority order, cascading). Also reports
+        a tie: two due events with equal, explicit priorities (SBML then asks for a
+        random order, which jaxcell does not do)."""
+        tie0 = jnp.asarray(False)
         if n_ev == 0:
-            return x, flags, q
+            return x, flags, q, tie0
 
         def due(carry):
-            _, _, q_ = carry
+            _, _, q_, _ = carry
             q_t, _, _, q_on, overflow = q_
             return jnp.any(q_on & (q_t <= t)) & ~overflow
 
         def body(carry):
-            x_, flags_, q_ = carry
+            x_, flags_, q_, tie = carry
             q_t, q_e, q_v, q_on, overflow = q_
             is_due = q_on & (q_t <= t)
             prio = priorities(t, x_, hist)[q_e]
             score = jnp.where(is_due, prio, -jnp.inf)
             pick = jnp.argmax(score)
+            rivals = is_due & (score == score[pick]) & has_priority[q_e] & \
+                (q_e != q_e[pick])
+            tie = tie | (has_priority[q_e[pick]] & jnp.any(rivals))
             k = q_e[pick]
             _, g_before = triggers(t, x_, hist)
             x_new = execute(k, t, x_, q_v[pick], hist)
@@ -240,10 +292,10 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
             new_flags = jnp.where(g_after == g_before, flags_, b_after)
             flags_, q_ = update_flags(flags_, new_flags, (q_t, q_e, q_v, q_on, overflow),
                                       t, x_new, hist)
-            return x_new, flags_, q_
+            return x_new, flags_, q_, tie
 
-        return eqxi.while_loop(due, body, (x, flags, q), max_steps=16 * n_queue + 64,
-                               kind="checkpointed")
+        return eqxi.while_loop(due, body, (x, flags, q, tie0),
+                               max_steps=16 * n_queue + 64, kind="checkpointed")
 
     # --- integration of one segment ---------------------------------------------------
     def vf(t, x, args):
@@ -288,7 +340,9 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         )
         if n_watch:
             c_end = crossing(sol.ts[1][0], sol.ys[1][0], hist, flags, z)
-            mask = (jnp.arange(n_watch) == jnp.argmax(c_end)) & sol.event_mask
+            # every condition that changed here (simultaneous ones tie with the maximum)
+            top = jnp.max(c_end)
+            mask = (c_end >= top - 1e-12 * (1.0 + jnp.abs(top))) & sol.event_mask
         else:
             mask = jnp.zeros((0,), bool)
         return sol, mask
@@ -316,14 +370,14 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         return jnp.stack([e.value(k) for k in st.output_ids])
 
     def cond(carry):
-        *_, done, ok, _ = carry
-        return ~done & ok
+        *_, done, status, _ = carry
+        return ~done & (status == 0)
 
     def body(carry):
-        t, x, flags, z, q, hist, out, steps, done, ok, nseg = carry
+        t, x, flags, z, q, hist, out, steps, done, status, nseg = carry
         x_before = x
-        x, flags, q = resolve(t, x, flags, q, hist)
-        ok = ok & ~q[4]
+        x, flags, q, tie = resolve(t, x, flags, q, hist)
+        status = _first(status, (q[4], STATUS_QUEUE_FULL), (tie, STATUS_TIE))
         if n_disc:  # events changed the state: branches are chosen afresh
             z = jnp.where(jnp.any(x != x_before), disc_values(t, x, hist), z)
         out = jnp.where((ts == t)[:, None], observe(t, x, hist)[None, :], out)
@@ -356,7 +410,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
             st_fs = jax.vmap(lambda tt, yy: vf(tt, yy, (hist, z)))(st_ts, st_ys)
             valid = jnp.arange(st_ts.shape[0]) < k
             st_ts = jnp.where(valid, st_ts, jnp.inf)
-            ok = ok & (hist.count + seg_steps + 1 <= h_len)
+            status = _first(status, (hist.count + seg_steps + 1 > h_len, STATUS_HISTORY_FULL))
             i = hist.count
             new_hist = _History(
                 jax.lax.dynamic_update_slice(hist.ts, st_ts, (i,)),
@@ -378,13 +432,21 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
                                  for i, (k, tr) in enumerate(discs)])
             z = jnp.where(finished, z, jnp.where(mask_d, flipped, z))
         steps = steps + jnp.where(finished, 0, sol.stats["num_accepted_steps"])
-        ok = ok & (seg_ok | finished)
+        status = _first(status, (~(seg_ok | finished), STATUS_SOLVER))
         t = jnp.where(finished, t, t_new)
         x = jnp.where(finished, x, x_new)
-        return t, x, flags, z, q, hist, out, steps, finished, ok, nseg + 1
+        return t, x, flags, z, q, hist, out, steps, finished, status, nseg + 1
 
     carry = (ts[0], x0, flags0, z0, queue0, hist0, out0, jnp.asarray(0), jnp.asarray(False),
-             jnp.asarray(True), jnp.asarray(0))
+             jnp.asarray(STATUS_OK), jnp.asarray(0))
     carry = eqxi.while_loop(cond, body, carry, max_steps=max_segments, kind="checkpointed")
-    t, x, flags, z, q, hist, out, steps, done, ok, nseg = carry
-    return out, ok & done, steps
+    t, x, flags, z, q, hist, out, steps, done, status, nseg = carry
+    status = _first(status, (~done, STATUS_MAX_SEGMENTS))
+    return out, status, steps
+
+
+def _first(status, *checks):
+    """Keep the first problem found: ``status`` unless it is OK."""
+    for bad, code in checks:
+        status = jnp.where((status == STATUS_OK) & bad, code, status)
+    return status

@@ -236,7 +236,7 @@ def read_sbml(source: str | os.PathLike) -> ModelIR:
         eid = ev.getId() or f"event{i}"
         trig = ev.getTrigger()
         if trig is None or not trig.isSetMath():
-            raise SBMLError(f"{where('event', eid)}: no trigger math.")
+            continue  # SBML L3v2: an event without trigger math never fires
         init_val = bool(trig.getInitialValue()) if level >= 3 else True
         persistent = bool(trig.getPersistent()) if level >= 3 else True
         delay = convert(ev.getDelay().getMath(), where("delay of event", eid)) \

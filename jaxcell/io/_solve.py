@@ -17,8 +17,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ..solvers import Rodas5
-from ._errors import SBMLError
-from ._events import solve_with_events
+from ._errors import SBMLError, SBMLUnsupportedError
+from ._events import STATUS_MESSAGES, STATUS_OK, STATUS_SOLVER, STATUS_TIE, solve_with_events
 from ._model import SBMLModel
 
 
@@ -39,7 +39,8 @@ def _plain_solve(model, ts, x0, c, rtol, atol, max_steps):
     )
     obs = jax.vmap(lambda t, x: model.observe(t, x, c))(ts, sol.ys)
     steps = sol.stats["num_accepted_steps"]
-    return obs, sol.result == diffrax.RESULTS.successful, steps
+    status = jnp.where(sol.result == diffrax.RESULTS.successful, STATUS_OK, STATUS_SOLVER)
+    return obs, status, steps
 
 
 @eqx.filter_jit
@@ -65,8 +66,8 @@ def solve_sbml(model: SBMLModel, ts: ArrayLike, rtol: float = 1e-8, atol: float 
     """The values of ``model.output_ids`` at ``ts``: an array ``(len(ts), len(ids))``.
 
     A pure JAX function of the model's parameters (differentiable with ``jax.grad`` /
-    ``jax.jacfwd`` through the model pytree). Returns ``(values, ok, steps)`` where
-    ``ok`` is ``True`` when the solver succeeded.
+    ``jax.jacfwd`` through the model pytree). Returns ``(values, status, steps)``;
+    ``status`` is 0 on success (``SBMLSolution.messages`` explains the other codes).
     """
     if not isinstance(model, SBMLModel):
         raise SBMLError(f"solve_sbml needs an SBMLModel (from load_sbml); got "
@@ -85,7 +86,7 @@ class SBMLSolution:
     ts: np.ndarray
     ids: tuple[str, ...]
     values: np.ndarray  # (len(ts), len(ids))
-    success: bool
+    status: int
     num_steps: int
     model: SBMLModel = dataclasses.field(repr=False)
 
@@ -124,11 +125,14 @@ class SBMLSolution:
             return v
         return v / vol
 
+    @property
+    def success(self) -> bool:
+        return self.status == STATUS_OK
+
     def messages(self) -> list[str]:
         if self.success:
             return []
-        return ["the solver failed (step size too small, too many steps, or a non-finite "
-                "value); try looser tolerances or a larger max_steps"]
+        return [STATUS_MESSAGES.get(self.status, f"status {self.status}")]
 
     def to_columns(self) -> dict[str, np.ndarray]:
         out = {"time": self.ts}
@@ -155,7 +159,11 @@ def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
         raise SBMLError(f"ts starts at {float(t[0])}, before t0 = {start}.")
     extra = float(t[0]) > start
     full = jnp.concatenate([jnp.asarray([start]), t]) if extra else t
-    values, ok, steps = solve_sbml(model, full, rtol, atol, max_steps, max_segments)
+    values, status, steps = solve_sbml(model, full, rtol, atol, max_steps, max_segments)
+    if int(status) == STATUS_TIE:
+        raise SBMLUnsupportedError(
+            "random execution order of simultaneous events with equal priorities", None,
+            "SBML asks for a random order; jaxcell executes events deterministically")
     values = np.asarray(values)[1:] if extra else np.asarray(values)
     return SBMLSolution(ts=np.asarray(t), ids=model.output_ids, values=values,
-                        success=bool(ok), num_steps=int(steps), model=model)
+                        status=int(status), num_steps=int(steps), model=model)
