@@ -18,7 +18,7 @@ from jax.scipy.special import gammaln
 from ._errors import SBMLError, SBMLUnsupportedError
 from ._structure import Structure
 
-AVOGADRO = 6.02214076e23  # SBML L3v2 value (2019 SI definition)
+AVOGADRO = 6.02214179e23  # the value SBML Level 3 prescribes (CODATA 2006)
 _TIME = "\0time"  # scope key that overrides the time (rateOf of assigned variables)
 
 
@@ -153,7 +153,7 @@ class Env:
     """
 
     def __init__(self, st: Structure, mode: str, *, t, p=None, x=None, c=None,
-                 history=None, dtype=None, frozen=None):
+                 history=None, dtype=None, frozen=None, past=False):
         self.st = st
         self.mode = mode
         self.t = t
@@ -162,6 +162,8 @@ class Env:
         self.c = c
         self.history = history
         self.frozen = frozen
+        self.past = past  # an initial-mode env for a time before the start
+        self.initial = None  # dynamic env without x/c: take values from this initial env
         self.dtype = dtype or jnp.result_type(float)
         self.cache: dict = {}
         self.active: set = set()
@@ -201,6 +203,8 @@ class Env:
             return v
         if name in st.assigned:
             return _num(self.eval(st.assigned[name]))
+        if self.initial is not None:
+            return self.initial.value(name)
         if name in st.state_index:
             v = self.x[st.state_index[name]]
             if (sym.kind == "species" and not sym.only_substance
@@ -364,8 +368,10 @@ class Env:
             arg = tree[1]
             if arg[0] != "name":
                 raise SBMLUnsupportedError("rateOf of an expression (not a symbol)")
+            if scope is not None and arg[1] in scope and arg[1] not in self.st.symbols:
+                return jnp.zeros((), self.dtype)  # a local parameter: constant
             if self.mode == "initial":
-                raise SBMLUnsupportedError("rateOf in an initial assignment", arg[1])
+                return self._initial_rate_of(arg[1])
             return self.rate_of(arg[1])
         if tag == "delay":
             return self._delay(tree, scope)
@@ -382,17 +388,32 @@ class Env:
                 xs.append(self.eval(k, scope, memo))
         return _piecewise(xs)
 
+    def _initial_rate_of(self, name):
+        """rateOf at the start (initial assignments): the derivative at the initial
+        state. Before the start (a delayed expression) the state is at rest: 0."""
+        if self.past:
+            return jnp.zeros((), self.dtype)
+        dyn = Env(self.st, "dynamic", t=self.t, p=self.p, dtype=self.dtype)
+        dyn.initial = self  # values come lazily from the initial definitions
+        return dyn.rate_of(name)
+
+    def _before_start(self, tree, scope, t_past):
+        # Before the start, variables follow their initial definitions evaluated at the
+        # earlier time (initial assignments may depend on time) and do not change.
+        past = Env(self.st, "initial", t=t_past, p=self.p, dtype=self.dtype, past=True)
+        return _num(past.eval(tree, scope))
+
     def _delay(self, tree, scope):
         tau = _num(self.eval(tree[2], scope))
         t_past = jnp.asarray(self.t, self.dtype) - tau
         if self.mode == "initial":
-            # before the start the state keeps its initial value; time still moves
-            past = Env(self.st, "initial", t=t_past, p=self.p, dtype=self.dtype)
-            return _num(past.eval(tree[1], scope))
+            return self._before_start(tree[1], scope, t_past)
         if self.history is None:
             raise SBMLUnsupportedError("delay() outside simulate_sbml (no history)")
         x_past = self.history(t_past)
         past = Env(self.st, "dynamic", t=t_past, p=self.p, x=x_past, c=self.c,
                    history=self.history, dtype=self.dtype)
         now = _num(self.eval(tree[1], scope))
-        return jnp.where(tau <= 0, now, _num(past.eval(tree[1], scope)))
+        before = self._before_start(tree[1], scope, t_past)
+        value = jnp.where(t_past < self.history.t0, before, _num(past.eval(tree[1], scope)))
+        return jnp.where(tau <= 0, now, value)

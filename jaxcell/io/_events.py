@@ -304,7 +304,10 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
                                 frozen=env(t, x, hist, z).frozen)
 
     term = diffrax.ODETerm(vf)
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    # Triggers are checked at step ends: a trigger that turns true and false again inside
+    # one step would be missed, so steps are at most 1/100 of the time span.
+    controller = diffrax.PIDController(rtol=rtol, atol=atol,
+                                       dtmax=(ts[-1] - ts[0]) / 100.0)
 
     def crossing(t, x, hist, flags, z):
         """One value per trigger and discontinuity: <= 0 while nothing has changed,

@@ -179,12 +179,15 @@ def read_sbml(source: str | os.PathLike) -> ModelIR:
             raise SBMLUnsupportedError("algebraic rules", r.getVariable() or r.getId() or None,
                                        label)
         var = r.getVariable()
+        if not r.isSetMath():
+            continue  # SBML L3v2: a rule without math has no effect
         tree = convert(r.getMath(), where("rule for", var))
         (assignment_rules if r.isAssignment() else rate_rules).append((var, tree))
 
     initial_assignments = [
         (ia.getSymbol(), convert(ia.getMath(), where("initial assignment to", ia.getSymbol())))
         for ia in m.getListOfInitialAssignments()
+        if ia.isSetMath()  # SBML L3v2: without math it has no effect
     ]
 
     reactions, local_values = [], []
