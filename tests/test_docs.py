@@ -38,6 +38,7 @@ PUBLIC_MODULES = (
     "jaxcell.analysis",
     "jaxcell.molecular",
     "jaxcell.solvers",
+    "jaxcell.io",
 )
 # Narrative pages whose ``python`` blocks are executed. Pages that compile several
 # solves (about 10 s or more) are slow tests.
@@ -47,6 +48,7 @@ EXECUTED_PAGES = (
     "concepts/state-and-processes.md",
     pytest.param("concepts/simulate-and-solvers.md", marks=pytest.mark.slow),
     "concepts/reaction-networks.md",
+    "concepts/sbml.md",
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
     pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
 )

@@ -86,14 +86,17 @@ class SBMLModel(AbstractContinuousProcess):
 
     @property
     def species_ids(self) -> tuple[str, ...]:
+        """SBML ids of the species, in document order."""
         return tuple(s.id for s in self.structure.ir.symbols if s.kind == "species")
 
     @property
     def has_events(self) -> bool:
+        """Whether the model has events (then it needs :func:`simulate_sbml`)."""
         return bool(self.structure.ir.events)
 
     @property
     def has_delays(self) -> bool:
+        """Whether the model uses ``delay`` (then it needs :func:`simulate_sbml`)."""
         return self.structure.has_delay
 
     # -- process interface -------------------------------------------------------------
@@ -163,7 +166,7 @@ class SBMLModel(AbstractContinuousProcess):
         return {self._path(): dx}
 
     # -- numerics ----------------------------------------------------------------------
-    def initialize(self, t0: ArrayLike = 0.0):
+    def initialize(self, t0: ArrayLike = 0.0) -> tuple[Array, Array]:
         """Initial stored state ``x0`` and the constants ``c`` (after initial assignments)."""
         st = self.structure
         env = Env(st, "initial", t=t0, p=self.params, dtype=self._dtype())
@@ -174,10 +177,12 @@ class SBMLModel(AbstractContinuousProcess):
         return x0, c
 
     def env(self, t, x, c, history=None, frozen=None) -> Env:
+        """An expression evaluator at time ``t``, state ``x`` and constants ``c``."""
         return Env(self.structure, "dynamic", t=t, p=self.params, x=x, c=c,
                    history=history, dtype=x.dtype, frozen=frozen)
 
     def derivative(self, t, x, c, history=None, frozen=None) -> Array:
+        """d(state)/dt at time ``t``, state ``x`` and constants ``c``."""
         return self.env(t, x, c, history, frozen).derivative()
 
     def observe(self, t, x, c, history=None) -> Array:

@@ -91,6 +91,7 @@ class SBMLSolution:
     model: SBMLModel = dataclasses.field(repr=False)
 
     def _col(self, name: str) -> np.ndarray:
+        """The column of ``name`` (``KeyError`` naming it if unknown)."""
         try:
             return self.values[:, self.ids.index(name)]
         except ValueError:
@@ -98,9 +99,12 @@ class SBMLSolution:
                            f"reference of SBML model {self.model.name!r}.") from None
 
     def value(self, name: str) -> np.ndarray:
+        """The SBML value of a symbol over ``ts`` (species: concentration unless
+        ``hasOnlySubstanceUnits``)."""
         return self._col(name)
 
     def __getitem__(self, name: str) -> np.ndarray:
+        """Same as :meth:`value`."""
         return self._col(name)
 
     def _species(self, name):
@@ -112,6 +116,7 @@ class SBMLSolution:
         return sym, vol
 
     def amount(self, name: str) -> np.ndarray:
+        """A species' amount over ``ts`` (other symbols: their value)."""
         sym, vol = self._species(name)
         v = self._col(name)
         if sym is None or sym.only_substance:
@@ -119,6 +124,7 @@ class SBMLSolution:
         return v * vol
 
     def concentration(self, name: str) -> np.ndarray:
+        """A species' concentration over ``ts`` (other symbols: their value)."""
         sym, vol = self._species(name)
         v = self._col(name)
         if sym is None or not sym.only_substance:
@@ -127,14 +133,17 @@ class SBMLSolution:
 
     @property
     def success(self) -> bool:
+        """Whether the simulation finished without a solver or event problem."""
         return self.status == STATUS_OK
 
     def messages(self) -> list[str]:
+        """Why the simulation failed (empty on success)."""
         if self.success:
             return []
         return [STATUS_MESSAGES.get(self.status, f"status {self.status}")]
 
     def to_columns(self) -> dict[str, np.ndarray]:
+        """``{"time": ts, id: values, ...}`` for every symbol."""
         out = {"time": self.ts}
         for i, k in enumerate(self.ids):
             out[k] = self.values[:, i]
