@@ -15,6 +15,11 @@ import libsbml
 from ._ast import convert, convert_lambda
 from ._errors import SBMLError, SBMLUnsupportedError
 
+# Validity rules whose violation does not make the meaning of a model ambiguous, and which
+# published models (and other simulators) commonly let pass: 21121, a species used in a
+# kinetic law but not declared as a modifier of the reaction.
+_TOLERATED = {21121}
+
 _IGNORED_PACKAGES = {"layout", "render", "l3v2extendedmath"}
 
 
@@ -122,6 +127,20 @@ def _packages(doc, label: str) -> None:
                 raise SBMLUnsupportedError(f"the SBML package {uri}", None, label)
 
 
+def _validate(doc, label: str) -> None:
+    """libsbml's consistency checks (SBML validity rules; units and modelling-practice
+    advice are left out: they do not change the meaning of a simulation)."""
+    doc.setConsistencyChecks(libsbml.LIBSBML_CAT_UNITS_CONSISTENCY, False)
+    doc.setConsistencyChecks(libsbml.LIBSBML_CAT_MODELING_PRACTICE, False)
+    doc.checkConsistency()
+    errors = [doc.getError(i) for i in range(doc.getNumErrors())
+              if doc.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR
+              and doc.getError(i).getErrorId() not in _TOLERATED]
+    if errors:
+        msgs = "; ".join(f"line {e.getLine()}: {e.getMessage().strip()}" for e in errors[:5])
+        raise SBMLError(f"{label}: invalid SBML: {msgs}")
+
+
 def _value(el, isset: str, get: str) -> float | None:
     if getattr(el, isset)():
         return float(getattr(el, get)())
@@ -132,6 +151,7 @@ def read_sbml(source: str | os.PathLike) -> ModelIR:
     """Parse and validate an SBML document (path or XML string) into a :class:`ModelIR`."""
     doc, label = _read_document(source)
     _packages(doc, label)
+    _validate(doc, label)
     m = doc.getModel()
     level, version = doc.getLevel(), doc.getVersion()
 
