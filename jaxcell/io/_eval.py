@@ -143,6 +143,10 @@ _NARY = {
 }
 
 
+class Locals(dict):
+    """The local parameters of a kinetic law (constants that shadow global ids)."""
+
+
 class Env:
     """One evaluation of a model's symbols.
 
@@ -195,7 +199,7 @@ class Env:
             if name in st.initial_assignments:
                 return _num(self.eval(st.initial_assignments[name]))
             v = jnp.asarray(self.p[name], self.dtype)
-            if sym.kind == "species" and st.symbols[sym.compartment].dims != 0:
+            if sym.kind == "species" and st.has_size(sym.compartment):
                 if sym.initial_is_concentration and sym.only_substance:
                     v = v * self.value(sym.compartment)
                 elif not sym.initial_is_concentration and not sym.only_substance:
@@ -209,7 +213,7 @@ class Env:
             v = self.x[st.state_index[name]]
             if (sym.kind == "species" and not sym.only_substance
                     and name not in st.stored_as_concentration
-                    and st.symbols[sym.compartment].dims != 0):
+                    and st.has_size(sym.compartment)):
                 v = v / self.value(sym.compartment)
             return v
         return self.c[st.const_index[name]]
@@ -220,7 +224,7 @@ class Env:
         sym = self.st.symbols[name]
         if (sym.kind == "species" and not sym.only_substance
                 and name not in self.st.stored_as_concentration
-                and self.st.symbols[sym.compartment].dims != 0):
+                and self.st.has_size(sym.compartment)):
             v = v * self.value(sym.compartment)
         return v
 
@@ -232,7 +236,7 @@ class Env:
         if r.law is None:
             out = jnp.zeros((), self.dtype)
         else:
-            scope = {lid: self._local(rid, lid) for lid in r.locals}
+            scope = Locals({lid: self._local(rid, lid) for lid in r.locals})
             out = _num(self.eval(r.law, scope))
         self.cache[key] = out
         return out
@@ -305,7 +309,7 @@ class Env:
         sym = st.symbols[name]
         if (sym.kind == "species" and not sym.only_substance
                 and name not in st.stored_as_concentration
-                and st.symbols[sym.compartment].dims != 0):
+                and st.has_size(sym.compartment)):
             vol = self.value(sym.compartment)
             d = d / vol - self.value(name) * self.rate_of(sym.compartment) / vol
         return d
@@ -368,7 +372,7 @@ class Env:
             arg = tree[1]
             if arg[0] != "name":
                 raise SBMLUnsupportedError("rateOf of an expression (not a symbol)")
-            if scope is not None and arg[1] in scope and arg[1] not in self.st.symbols:
+            if isinstance(scope, Locals) and arg[1] in scope:
                 return jnp.zeros((), self.dtype)  # a local parameter: constant
             if self.mode == "initial":
                 return self._initial_rate_of(arg[1])

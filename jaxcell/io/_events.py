@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optimistix as optx
 
 from ..solvers import Rodas5
-from ._eval import _bool, _num
+from ._eval import Locals, _bool, _num
 from ._triggers import discontinuity_flip, discontinuity_g, discontinuity_value, trigger_g
 
 _NO_PRIORITY = -1e300
@@ -92,23 +92,25 @@ class _Bisection(optx.AbstractRootFinder):
 
 
 def _delay_taus(st):
+    """``(tau tree, reaction id or None)`` for every ``delay`` in the model; the reaction
+    id gives the scope of local parameters."""
     out = []
 
-    def walk(tree):
+    def walk(tree, rid):
         if tree[0] == "delay":
-            out.append(tree[2])
-            walk(tree[1])
-            walk(tree[2])
+            out.append((tree[2], rid))
+            walk(tree[1], rid)
+            walk(tree[2], rid)
         elif tree[0] == "call":
-            walk(st.inline(tree))
+            walk(st.inline(tree), rid)
         elif tree[0] == "op":
             for k in tree[2:]:
-                walk(k)
+                walk(k, rid)
         elif tree[0] == "rateOf":
-            walk(tree[1])
+            walk(tree[1], rid)
 
-    for _, tree, _ in st.trees():
-        walk(tree)
+    for _, tree, rid in st.trees():
+        walk(tree, rid)
     return out
 
 
@@ -145,6 +147,12 @@ class _History(eqx.Module):
                         i + 1, self.t0, self.x0)
 
 
+def _scope(e, rid):
+    if rid is None:
+        return None
+    return Locals({lid: e._local(rid, lid) for lid in e.st.reactions[rid].locals})
+
+
 def _where_tree(pred, a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.where(pred, u, v), a, b)
 
@@ -155,7 +163,6 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     n_ev = len(events)
     discs = st.discontinuities
     n_disc = len(discs)
-    n_out = len(st.output_ids)
     dtype = x0.dtype
     t_final = ts[-1]
     n_assign = max([len(e.assignments) for e in events] + [1])
@@ -214,11 +221,20 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
                 sym = st.symbols[var]
                 if (sym.kind == "species" and not sym.only_substance
                         and var not in st.stored_as_concentration
-                        and st.symbols[sym.compartment].dims != 0):
+                        and st.has_size(sym.compartment)):
                     # a concentration becomes an amount with the compartment's size
                     # before this event's assignments (SBML Test Suite case 01780)
                     v = v * e.value(sym.compartment)
                 new = new.at[st.state_index[var]].set(v)
+            # amounts are what an event keeps: species stored as concentrations in a
+            # compartment this event resizes are rescaled by old size / new size
+            sizes = {var: vals[k] for k, (var, _) in enumerate(ev.assignments)
+                     if st.symbols[var].kind == "compartment"}
+            for sid in st.stored_as_concentration:
+                comp = st.symbols[sid].compartment
+                if comp in sizes:
+                    i = st.state_index[sid]
+                    new = new.at[i].multiply(e.value(comp) / sizes[comp])
             return new
         return branch
 
@@ -366,7 +382,10 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     b0, _ = triggers(ts[0], x0, hist0)
     flags0, queue0 = update_flags(flags0, b0, queue0, ts[0], x0, hist0)
     z0 = disc_values(ts[0], x0, hist0)
-    out0 = jnp.full((ts.shape[0], n_out), jnp.nan, dtype)
+    # the state (and frozen branches) at each output time; outputs are computed from them
+    # after the loop, when the whole delay history is known
+    out0 = (jnp.full((ts.shape[0], x0.shape[0]), jnp.nan, dtype),
+            jnp.zeros((ts.shape[0], n_disc), dtype))
 
     def observe(t, x, hist, z=None):
         e = env(t, x, hist, z)
@@ -383,13 +402,14 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         status = _first(status, (q[4], STATUS_QUEUE_FULL), (tie, STATUS_TIE))
         if n_disc:  # events changed the state: branches are chosen afresh
             z = jnp.where(jnp.any(x != x_before), disc_values(t, x, hist), z)
-        out = jnp.where((ts == t)[:, None], observe(t, x, hist)[None, :], out)
+        at_t = (ts == t)[:, None]
+        out = (jnp.where(at_t, x[None, :], out[0]), jnp.where(at_t, z[None, :], out[1]))
         finished = t >= t_final
         q_t, _, _, q_on, _ = q
         t_next = jnp.minimum(t_final, jnp.min(jnp.where(q_on, q_t, jnp.inf)))
         if use_history:
             e = env(t, x, hist)
-            tau = jnp.stack([_num(e.eval(tr)) for tr in taus])
+            tau = jnp.stack([_num(e.eval(tr, _scope(e, rid))) for tr, rid in taus])
             tau_min = jnp.min(jnp.where(tau > 0, tau, jnp.inf))
             t_next = jnp.minimum(t_next, t + tau_min)
             hist = hist.append(t, x, vf(t, x, (hist, z)))
@@ -405,8 +425,8 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         seg_ok = (sol.result == diffrax.RESULTS.successful) | (
             sol.result == diffrax.RESULTS.event_occurred)
         inside = (ts > t) & (ts < t_new)
-        vals = jax.vmap(lambda tt, yy: observe(tt, yy, hist, z))(sol.ts[0], sol.ys[0])
-        out = jnp.where(inside[:, None] & ~finished, vals, out)
+        keep = inside[:, None] & ~finished
+        out = (jnp.where(keep, sol.ys[0], out[0]), jnp.where(keep, z[None, :], out[1]))
         if use_history:
             k = sol.stats["num_accepted_steps"]
             st_ts, st_ys = sol.ts[2], sol.ys[2]
@@ -433,7 +453,12 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
             e = env(t_new, x_new, hist)
             flipped = jnp.stack([discontinuity_flip(e, k, tr, z[i])
                                  for i, (k, tr) in enumerate(discs)])
-            z = jnp.where(finished, z, jnp.where(mask_d, flipped, z))
+            z1 = jnp.where(mask_d, flipped, z)
+            # the others are re-evaluated (with the flipped ones frozen: a condition that
+            # contains a flipped one changes with it)
+            e1 = env(t_new, x_new, hist, z1)
+            fresh = jnp.stack([discontinuity_value(e1, k, tr) for k, tr in discs])
+            z = jnp.where(finished, z, jnp.where(mask_d, flipped, fresh))
         steps = steps + jnp.where(finished, 0, sol.stats["num_accepted_steps"])
         status = _first(status, (~(seg_ok | finished), STATUS_SOLVER))
         t = jnp.where(finished, t, t_new)
@@ -444,6 +469,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
              jnp.asarray(STATUS_OK), jnp.asarray(0))
     carry = eqxi.while_loop(cond, body, carry, max_steps=max_segments, kind="checkpointed")
     t, x, flags, z, q, hist, out, steps, done, status, nseg = carry
+    out = jax.vmap(lambda tt, xx, zz: observe(tt, xx, hist, zz))(ts, out[0], out[1])
     status = _first(status, (~done, STATUS_MAX_SEGMENTS))
     return out, status, steps
 

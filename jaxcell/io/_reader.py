@@ -18,7 +18,8 @@ from ._errors import SBMLError, SBMLUnsupportedError
 # Validity rules whose violation does not make the meaning of a model ambiguous, and which
 # published models (and other simulators) commonly let pass: 21121, a species used in a
 # kinetic law but not declared as a modifier of the reaction.
-_TOLERATED = {21121}
+_TOLERATED = {21121} | set(range(10300, 10400))  # 103xx: unit references (units are not
+# part of a simulation's meaning)
 
 _IGNORED_PACKAGES = {"layout", "render", "l3v2extendedmath"}
 
@@ -190,6 +191,8 @@ def read_sbml(source: str | os.PathLike) -> ModelIR:
 
     functions = []
     for fd in m.getListOfFunctionDefinitions():
+        if not fd.isSetMath():
+            continue  # SBML L3v2: a function definition without math (unusable if called)
         args, body = convert_lambda(fd.getMath(), where("function definition", fd.getId()))
         functions.append((fd.getId(), args, body))
 

@@ -112,7 +112,8 @@ class SBMLSolution:
         if sym is None or sym.kind != "species":
             return None, None
         comp = self.model.structure.symbols[sym.compartment]
-        vol = np.ones_like(self.ts) if comp.dims == 0 else self._col(sym.compartment)
+        vol = self._col(sym.compartment) if self.model.structure.has_size(comp.id) \
+            else np.ones_like(self.ts)
         return sym, vol
 
     def amount(self, name: str) -> np.ndarray:

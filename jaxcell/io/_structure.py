@@ -16,6 +16,7 @@ hashable, and is a static field of :class:`~jaxcell.io.SBMLModel`.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -114,10 +115,20 @@ class Structure:
         self.state_index = {k: i for i, k in enumerate(state)}
         self.const_index = {k: i for i, k in enumerate(const)}
         # how each state species is stored
+        # compartments without a size: 0-D ones with no size given (SBML L2 semantics:
+        # a species there has an amount and no concentration)
+        self.sizeless = frozenset(
+            c.id for c in self.symbols.values()
+            if c.kind == "compartment" and c.dims == 0
+            and (c.value is None or math.isnan(c.value))
+            and c.id not in self.assigned and c.id not in self.initial_assignments
+            and c.id not in self.rate_rules
+        )
         self.stored_as_concentration = frozenset(
             s for s in state
             if self.symbols[s].kind == "species" and s in self.rate_rules
-            and not self.symbols[s].only_substance and self._dims(s) != 0
+            and not self.symbols[s].only_substance
+            and self.has_size(self.symbols[s].compartment)
         )
         # parameters (fit-able leaves): attribute values and local parameters
         self.parameter_ids: tuple[str, ...] = tuple(
@@ -208,8 +219,9 @@ class Structure:
         args, body = self.functions[call[1]]
         return substitute(body, dict(zip(args, call[2:])))
 
-    def _dims(self, species_id: str) -> float:
-        return self.symbols[self.symbols[species_id].compartment].dims
+    def has_size(self, compartment: str) -> bool:
+        """Whether species in this compartment have concentrations (amount / size)."""
+        return compartment not in self.sizeless
 
     def _check_target(self, var: str, what: str):
         if var not in self.symbols:

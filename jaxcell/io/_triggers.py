@@ -21,7 +21,7 @@ def _pairs(env, tree, scope):
 
 def trigger_g(env: Env, tree: tuple, scope=None):
     tag = tree[0]
-    if tag == "op":
+    if tag == "op" and len(tree) > 2:  # (with no arguments: a boolean constant below)
         op = tree[1]
         if op in ("gt", "geq"):
             return _min([a - b for a, b in _pairs(env, tree, scope)])
