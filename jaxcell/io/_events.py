@@ -420,8 +420,10 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         # snap to an output time or a scheduled execution within round-off
         cands = jnp.concatenate([ts, jnp.where(q_on, q_t, jnp.inf)])
         near = cands[jnp.argmin(jnp.abs(cands - t_new))]
-        t_new = jnp.where(jnp.abs(near - t_new) <= 1e-11 * jnp.maximum(1.0, jnp.abs(t_new)),
-                          near, t_new)
+        # (never back to the segment's own start: a branch that changes just after an
+        # output time must not overwrite that output)
+        snap = (jnp.abs(near - t_new) <= 1e-11 * jnp.maximum(1.0, jnp.abs(t_new))) & (near > t)
+        t_new = jnp.where(snap, near, t_new)
         seg_ok = (sol.result == diffrax.RESULTS.successful) | (
             sol.result == diffrax.RESULTS.event_occurred)
         inside = (ts > t) & (ts < t_new)
