@@ -257,15 +257,34 @@ def _assert_targets(results):
     assert all(c["fail"] == 0 for c in counts.values()), report
 
 
+# What jaxcell refuses by name inside the target groups: SBML asks for a random order of
+# simultaneous events with equal priorities (the suite's RandomEventExecution cases).
+ALLOWED_IN_TARGET_GROUPS = ("random execution order of simultaneous events",)
+
+
 @pytest.mark.parametrize("group", lib.TARGET_GROUPS + lib.UNSUPPORTED_GROUPS)
 def test_shared_suite_stratified(group):
-    """PER_GROUP cases of each group, spread evenly over its ids, run in this process."""
+    """PER_GROUP cases of each group, spread evenly over its ids, run in this process.
+
+    A sample of 10-14 cases is too small for the per-group percentage targets (one
+    refused case in 14 is already 7 %), so this fast check asserts what must hold case by
+    case: no wrong numbers, no errors, and refusals only for the features jaxcell names.
+    The percentage targets are asserted over all cases by ``test_shared_suite_all``
+    (slow) and measured by ``make sbml-suite``."""
     n = PER_GROUP.get(group, 10)
     cases = lib.select(_shared_cases(), groups=[group], per_group=n)
     results = [lib.run_case(c) for c in cases]
-    _assert_targets(results)
+    report = lib.format_table(results) + "\n" + "\n".join(
+        f"{r['case']} {r['group']} {r['status']}: {r.get('detail')}" for r in results
+        if r["status"] != "pass")
+    assert all(r["status"] in ("pass", "unsupported") for r in results), report
     if group in lib.UNSUPPORTED_GROUPS:
-        assert {r["status"] for r in results} == {"unsupported"}, results
+        assert {r["status"] for r in results} == {"unsupported"}, report
+    else:
+        refused = [r for r in results if r["status"] == "unsupported"]
+        assert all(any(a in str(r.get("detail")) for a in ALLOWED_IN_TARGET_GROUPS)
+                   for r in refused), report
+        assert len(refused) <= 2, report
 
 
 @pytest.mark.slow
