@@ -324,3 +324,26 @@ def test_is_adaptive_and_jittable_with_pytree_state():
     ref = jc.simulate(jc.models.kholodenko_mapk(), 0.0, 3600.0)
     np.testing.assert_allclose(np.asarray(traj["MAPK_PP"]), np.asarray(ref["MAPK_PP"]),
                                rtol=1e-3, atol=1e-3)
+
+
+def test_stage_loop_and_unrolled_stages_agree():
+    """The looped stages (large models) and the unrolled ones (small models) are the
+    same method: identical steps and results to round-off."""
+    import diffrax
+
+    from jaxcell.solvers import Rodas5
+
+    def f(t, y, args):
+        return jnp.stack([-0.04 * y[0] + 1e4 * y[1] * y[2],
+                          0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
+                          3e7 * y[1] ** 2 + 0.0 * t])
+
+    out = []
+    for loop in (True, False):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(f), Rodas5(stage_loop=loop), 0.0, 100.0, None,
+            jnp.array([1.0, 0.0, 0.0]), saveat=diffrax.SaveAt(ts=jnp.linspace(0, 100, 11)),
+            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10))
+        out.append((sol.ys, int(sol.stats["num_accepted_steps"])))
+    assert out[0][1] == out[1][1]
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-12, atol=1e-15)

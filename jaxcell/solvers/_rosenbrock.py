@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
@@ -103,6 +104,25 @@ def _stage_tables():
 
 
 _STAGE_TABLES = _stage_tables()
+
+# Vector fields with more jaxpr operations than this run the stages in a loop.
+LOOP_THRESHOLD = 200
+
+
+def _jaxpr_size(g, t, y) -> int:
+    """Number of operations in the traced vector field (nested calls counted inside)."""
+
+    def count(jaxpr) -> int:
+        total = 0
+        for eqn in jaxpr.eqns:
+            total += 1
+            for v in eqn.params.values():
+                inner = getattr(v, "jaxpr", None)
+                if inner is not None:
+                    total += count(getattr(inner, "jaxpr", inner))
+        return total
+
+    return count(jax.make_jaxpr(g)(t, y).jaxpr)
 
 
 class Rodas5Interpolation(diffrax.AbstractLocalInterpolation):
@@ -196,6 +216,12 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
 
     term_structure: ClassVar = diffrax.AbstractTerm
     interpolation_cls: ClassVar = Rodas5Interpolation
+    stage_loop: bool | None = eqx.field(static=True, default=None)
+    """Run the 8 stages in a ``lax.fori_loop`` (``True``: the vector field is compiled
+    once, compile time halves for large models, each step costs a little more) or
+    unrolled (``False``: fastest steps for small models). ``None`` (default) decides by
+    the size of the vector field's jaxpr (more than ``LOOP_THRESHOLD`` operations:
+    loop)."""
 
     def order(self, terms):
         return 5
@@ -232,16 +258,31 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
 
         # Multiplied through by h: (I/gamma - hJ) k_i = h f(t0 + c_i h, y0 + alpha_i . k)
         #                                              + C_i . k + d_i h (h df/dt).
-        # The stages run in a loop so the vector field is traced (and compiled) once.
-        alpha, cmat = (jnp.asarray(x, dtype) for x in _STAGE_TABLES)
-        cs, ds = jnp.asarray(CS, dtype), jnp.asarray(D, dtype)
+        alpha = jnp.asarray(_STAGE_TABLES[0], dtype)
+        use_loop = self.stage_loop
+        if use_loop is None:
+            use_loop = _jaxpr_size(g, t0, y0_flat) > LOOP_THRESHOLD
+        if use_loop:
+            # a loop over stages: the vector field is compiled once (large models)
+            cmat = jnp.asarray(_STAGE_TABLES[1], dtype)
+            cs, ds = jnp.asarray(CS, dtype), jnp.asarray(D, dtype)
 
-        def stage(i, ks):
-            point = y0_flat + alpha[i] @ ks
-            rhs = g(t0 + cs[i] * h, point) + (ds[i] * h) * g_t + cmat[i] @ ks
-            return ks.at[i].set(jsl.lu_solve(lu, rhs))
+            def stage(i, ks):
+                point = y0_flat + alpha[i] @ ks
+                rhs = g(t0 + cs[i] * h, point) + (ds[i] * h) * g_t + cmat[i] @ ks
+                return ks.at[i].set(jsl.lu_solve(lu, rhs))
 
-        ks = jax.lax.fori_loop(0, len(A), stage, jnp.zeros((len(A), n), dtype))
+            ks = jax.lax.fori_loop(0, len(A), stage, jnp.zeros((len(A), n), dtype))
+        else:
+            # unrolled stages: no loop overhead per stage (small models)
+            klist = []
+            for i in range(len(A)):
+                point = y0_flat + sum((a * k for a, k in zip(A[i], klist)),
+                                      jnp.zeros_like(y0_flat))
+                rhs = g(t0 + CS[i] * h, point) + (D[i] * h) * g_t
+                rhs = rhs + sum((c * k for c, k in zip(C[i], klist)), jnp.zeros_like(y0_flat))
+                klist.append(jsl.lu_solve(lu, rhs))
+            ks = jnp.stack(klist)
         y1_flat = y0_flat + alpha[-1] @ ks + ks[-1]
         y_error = unravel(ks[-1])
         y1 = unravel(y1_flat)
