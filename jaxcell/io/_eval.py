@@ -175,14 +175,20 @@ class Env:
     # -- symbols -----------------------------------------------------------------------
     def value(self, name: str):
         key = ("v", name)
+        return self._memo(key, lambda: self._value(name), (
+            f"the definitions of {name!r} are circular (assignment rules / initial "
+            "assignments depend on each other)"))
+
+    def _memo(self, key, compute, cycle_message: str):
+        """Compute once per evaluation; a request for a value that is being computed is
+        a cycle in the model, reported with ``cycle_message``."""
         if key in self.cache:
             return self.cache[key]
         if key in self.active:
-            raise SBMLError(f"{self.st.ir.source}: the definitions of {name!r} are circular "
-                            "(assignment rules / initial assignments depend on each other).")
+            raise SBMLError(f"{self.st.ir.source}: {cycle_message}.")
         self.active.add(key)
         try:
-            out = self._value(name)
+            out = compute()
         finally:
             self.active.discard(key)
         self.cache[key] = out
@@ -195,9 +201,9 @@ class Env:
         sym = st.symbols[name]
         if self.mode == "initial":
             if name in st.assigned:
-                return _num(self.eval(st.assigned[name]))
+                return _num(self.evaluate(st.assigned[name]))
             if name in st.initial_assignments:
-                return _num(self.eval(st.initial_assignments[name]))
+                return _num(self.evaluate(st.initial_assignments[name]))
             v = jnp.asarray(self.p[name], self.dtype)
             if sym.kind == "species" and st.has_size(sym.compartment):
                 if sym.initial_is_concentration and sym.only_substance:
@@ -206,7 +212,7 @@ class Env:
                     v = v / self.value(sym.compartment)
             return v
         if name in st.assigned:
-            return _num(self.eval(st.assigned[name]))
+            return _num(self.evaluate(st.assigned[name]))
         if self.initial is not None:
             return self.initial.value(name)
         if name in st.state_index:
@@ -237,7 +243,7 @@ class Env:
             out = jnp.zeros((), self.dtype)
         else:
             scope = Locals({lid: self._local(rid, lid) for lid in r.locals})
-            out = _num(self.eval(r.law, scope))
+            out = _num(self.evaluate(r.law, scope))
         self.cache[key] = out
         return out
 
@@ -261,13 +267,13 @@ class Env:
             v = self.rates()
             dx = dx + jnp.asarray(st.numeric_stoichiometry, self.dtype) @ v
             for i, j, sign, tree in st.symbolic_stoichiometry:
-                dx = dx.at[i].add(sign * _num(self.eval(tree)) * v[j])
+                dx = dx.at[i].add(sign * _num(self.evaluate(tree)) * v[j])
             cf = [self._conversion(s) for s in st.state_ids]
             if any(c is not None for c in cf):
                 dx = dx * jnp.stack([jnp.ones((), self.dtype) if c is None else c for c in cf])
         for name, tree in st.rate_rules.items():
             i = st.state_index[name]
-            dx = dx.at[i].set(_num(self.eval(tree)))
+            dx = dx.at[i].set(_num(self.evaluate(tree)))
         self.cache[key] = dx
         return dx
 
@@ -280,19 +286,8 @@ class Env:
 
     def rate_of(self, name: str):
         """``rateOf(name)``: the time derivative of a symbol's value."""
-        st = self.st
-        key = ("d", name)
-        if key in self.cache:
-            return self.cache[key]
-        if key in self.active:
-            raise SBMLError(f"{st.ir.source}: rateOf({name!r}) depends on itself.")
-        self.active.add(key)
-        try:
-            out = self._rate_of(name)
-        finally:
-            self.active.discard(key)
-        self.cache[key] = out
-        return out
+        return self._memo(("d", name), lambda: self._rate_of(name),
+                          f"rateOf({name!r}) depends on itself")
 
     def _rate_of(self, name):
         st = self.st
@@ -304,7 +299,7 @@ class Env:
             return jnp.zeros((), self.dtype)
         i = st.state_index[name]
         if name in st.rate_rules:
-            return _num(self.eval(st.rate_rules[name]))
+            return _num(self.evaluate(st.rate_rules[name]))
         d = self.derivative()[i]
         sym = st.symbols[name]
         if (sym.kind == "species" and not sym.only_substance
@@ -326,13 +321,13 @@ class Env:
         def f(t_, *vals):
             scope = dict(zip(names, vals))
             scope[_TIME] = t_
-            return _num(self.eval(tree, scope, memo=False))
+            return _num(self.evaluate(tree, scope, memo=False))
 
         _, out = jax.jvp(f, (t, *primals), (jnp.ones_like(t), *tangents))
         return out
 
     # -- expressions -------------------------------------------------------------------
-    def eval(self, tree, scope=None, memo=True):
+    def evaluate(self, tree, scope=None, memo=True):
         tag = tree[0]
         if tag == "num":
             return jnp.asarray(tree[1], self.dtype)
@@ -349,13 +344,13 @@ class Env:
                 key = (op, tree[2]) if op in ("floor", "ceiling") else None
                 if key is not None and key in self.frozen:
                     return self.frozen[key]
-            args = [self.eval(k, scope, memo) for k in tree[2:]]
+            args = [self.evaluate(k, scope, memo) for k in tree[2:]]
             if op in _UNARY:
                 return _UNARY[op](_num(args[0]))
             return _NARY[op](args)
         if tag == "call":
             # inline: the body with the argument trees substituted, in the caller's scope
-            return self.eval(self.st.inline(tree), scope, memo)
+            return self.evaluate(self.st.inline(tree), scope, memo)
         if tag == "time":
             if scope is not None and _TIME in scope:
                 return scope[_TIME]
@@ -389,7 +384,7 @@ class Env:
             if is_cond and ("cond", k) in self.frozen:
                 xs.append(self.frozen[("cond", k)])
             else:
-                xs.append(self.eval(k, scope, memo))
+                xs.append(self.evaluate(k, scope, memo))
         return _piecewise(xs)
 
     def _initial_rate_of(self, name):
@@ -405,10 +400,10 @@ class Env:
         # Before the start, variables follow their initial definitions evaluated at the
         # earlier time (initial assignments may depend on time) and do not change.
         past = Env(self.st, "initial", t=t_past, p=self.p, dtype=self.dtype, past=True)
-        return _num(past.eval(tree, scope))
+        return _num(past.evaluate(tree, scope))
 
     def _delay(self, tree, scope):
-        tau = _num(self.eval(tree[2], scope))
+        tau = _num(self.evaluate(tree[2], scope))
         t_past = jnp.asarray(self.t, self.dtype) - tau
         if self.mode == "initial":
             return self._before_start(tree[1], scope, t_past)
@@ -417,7 +412,7 @@ class Env:
         x_past = self.history(t_past)
         past = Env(self.st, "dynamic", t=t_past, p=self.p, x=x_past, c=self.c,
                    history=self.history, dtype=self.dtype)
-        now = _num(self.eval(tree[1], scope))
+        now = _num(self.evaluate(tree[1], scope))
         before = self._before_start(tree[1], scope, t_past)
-        value = jnp.where(t_past < self.history.t0, before, _num(past.eval(tree[1], scope)))
+        value = jnp.where(t_past < self.history.t0, before, _num(past.evaluate(tree[1], scope)))
         return jnp.where(tau <= 0, now, value)

@@ -180,7 +180,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
 
     def triggers(t, x, hist, z=None):
         e = env(t, x, hist, z)
-        b = jnp.stack([_bool(e.eval(ev.trigger)) for ev in events]) if n_ev else \
+        b = jnp.stack([_bool(e.evaluate(ev.trigger)) for ev in events]) if n_ev else \
             jnp.zeros((0,), bool)
         g = jnp.stack([trigger_g(e, ev.trigger) for ev in events]) if n_ev else \
             jnp.zeros((0,), dtype)
@@ -195,7 +195,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         e = env(t, x, hist)
         rows = []
         for ev in events:
-            vals = [_num(e.eval(tree)).astype(dtype) for _, tree in ev.assignments]
+            vals = [_num(e.evaluate(tree)).astype(dtype) for _, tree in ev.assignments]
             vals += [jnp.zeros((), dtype)] * (n_assign - len(vals))
             rows.append(jnp.stack(vals))
         return jnp.stack(rows) if rows else jnp.zeros((0, n_assign), dtype)
@@ -203,13 +203,13 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     def delays(t, x, hist):
         e = env(t, x, hist)
         return jnp.stack([
-            _num(e.eval(ev.delay)).astype(dtype) if ev.delay is not None
+            _num(e.evaluate(ev.delay)).astype(dtype) if ev.delay is not None
             else jnp.zeros((), dtype) for ev in events])
 
     def priorities(t, x, hist):
         e = env(t, x, hist)
         return jnp.stack([
-            _num(e.eval(ev.priority)).astype(dtype) if ev.priority is not None
+            _num(e.evaluate(ev.priority)).astype(dtype) if ev.priority is not None
             else jnp.asarray(_NO_PRIORITY, dtype) for ev in events])
 
     def make_branch(ev):
@@ -409,7 +409,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         t_next = jnp.minimum(t_final, jnp.min(jnp.where(q_on, q_t, jnp.inf)))
         if use_history:
             e = env(t, x, hist)
-            tau = jnp.stack([_num(e.eval(tr, _scope(e, rid))) for tr, rid in taus])
+            tau = jnp.stack([_num(e.evaluate(tr, _scope(e, rid))) for tr, rid in taus])
             tau_min = jnp.min(jnp.where(tau > 0, tau, jnp.inf))
             t_next = jnp.minimum(t_next, t + tau_min)
             hist = hist.append(t, x, vf(t, x, (hist, z)))

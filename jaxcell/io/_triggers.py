@@ -15,7 +15,7 @@ from ._eval import Env, _bool, _num
 
 
 def _pairs(env, tree, scope):
-    xs = [_num(env.eval(k, scope)) for k in tree[2:]]
+    xs = [_num(env.evaluate(k, scope)) for k in tree[2:]]
     return list(zip(xs[:-1], xs[1:]))
 
 
@@ -35,7 +35,7 @@ def trigger_g(env: Env, tree: tuple, scope=None):
             return -trigger_g(env, tree[2], scope)
     if tag == "call":
         return trigger_g(env, env.st.inline(tree), scope)
-    b = _bool(env.eval(tree, scope))
+    b = _bool(env.evaluate(tree, scope))
     return jnp.where(b, 1.0, -1.0).astype(env.dtype)
 
 
@@ -57,8 +57,8 @@ def discontinuity_value(env: Env, kind: str, tree: tuple):
     """The current (unfrozen) value of a discontinuity: a condition's truth (0/1) or
     ``floor``/``ceiling`` of the argument."""
     if kind == "cond":
-        return _bool(env.eval(tree)).astype(env.dtype)
-    x = _num(env.eval(tree))
+        return _bool(env.evaluate(tree)).astype(env.dtype)
+    x = _num(env.evaluate(tree))
     return jnp.floor(x) if kind == "floor" else jnp.ceil(x)
 
 
@@ -68,7 +68,7 @@ def discontinuity_g(env: Env, kind: str, tree: tuple, z):
     if kind == "cond":
         g = trigger_g(env, tree)
         return jnp.where(z > 0.5, -g, g)
-    x = _num(env.eval(tree))
+    x = _num(env.evaluate(tree))
     lo = z if kind == "floor" else z - 1.0
     return -jnp.minimum(x - lo, lo + 1.0 - x)
 
@@ -77,6 +77,6 @@ def discontinuity_flip(env: Env, kind: str, tree: tuple, z):
     """The new value when the solver stopped because ``z`` stopped being right."""
     if kind == "cond":
         return 1.0 - z
-    x = _num(env.eval(tree))
+    x = _num(env.evaluate(tree))
     lo = z if kind == "floor" else z - 1.0
     return jnp.where(x - lo > 0.5, z + 1.0, z - 1.0)
