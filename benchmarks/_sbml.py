@@ -69,6 +69,28 @@ def _check(code: int, what: str) -> None:
         raise RuntimeError(f"libsbml: {what} failed: {why}")
 
 
+
+def _new_model(model_id, species, x0):
+    """An SBML L3v2 document with one unit compartment ``cell`` and the species at
+    initial concentrations ``x0``."""
+    doc = libsbml.SBMLDocument(3, 2)
+    model = doc.createModel()
+    _check(model.setId(model_id), "model id")
+    comp = model.createCompartment()
+    _check(comp.setId("cell"), "compartment id")
+    comp.setConstant(True)
+    comp.setSize(1.0)
+    comp.setSpatialDimensions(3)
+    for s, v in zip(species, x0, strict=True):
+        sp = model.createSpecies()
+        _check(sp.setId(s), f"species id {s}")
+        sp.setCompartment("cell")
+        sp.setInitialConcentration(float(v))
+        sp.setHasOnlySubstanceUnits(False)
+        sp.setBoundaryCondition(False)
+        sp.setConstant(False)
+    return doc, model
+
 def _identifiers(formula: str) -> set[str]:
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", formula))
 
@@ -90,22 +112,7 @@ def network_to_sbml(net, laws: dict[str, str], parameters=None) -> str:
     species = list(net.species)
     x0 = np.asarray(net.x0, dtype=float)
 
-    doc = libsbml.SBMLDocument(3, 2)
-    model = doc.createModel()
-    _check(model.setId(net.name), "model id")
-    comp = model.createCompartment()
-    _check(comp.setId("cell"), "compartment id")
-    comp.setConstant(True)
-    comp.setSize(1.0)
-    comp.setSpatialDimensions(3)
-    for s, v in zip(species, x0, strict=True):
-        sp = model.createSpecies()
-        _check(sp.setId(s), f"species id {s}")
-        sp.setCompartment("cell")
-        sp.setInitialConcentration(float(v))
-        sp.setHasOnlySubstanceUnits(False)
-        sp.setBoundaryCondition(False)
-        sp.setConstant(False)
+    doc, model = _new_model(net.name, species, x0)
 
     used: set[str] = set()
     for r in laws.values():
@@ -184,22 +191,7 @@ def random_mass_action_sbml(n_reactions: int, seed: int = 0) -> str:
     names = [f"S{i}" for i in range(n_s)]
     x0 = rng.uniform(0.0, 1.0, n_s)
 
-    doc = libsbml.SBMLDocument(3, 2)
-    model = doc.createModel()
-    _check(model.setId(f"random{n_reactions}"), "model id")
-    comp = model.createCompartment()
-    _check(comp.setId("cell"), "compartment id")
-    comp.setConstant(True)
-    comp.setSize(1.0)
-    comp.setSpatialDimensions(3)
-    for s, v in zip(names, x0, strict=True):
-        sp = model.createSpecies()
-        _check(sp.setId(s), f"species id {s}")
-        sp.setCompartment("cell")
-        sp.setInitialConcentration(float(v))
-        sp.setHasOnlySubstanceUnits(False)
-        sp.setBoundaryCondition(False)
-        sp.setConstant(False)
+    doc, model = _new_model(f"random{n_reactions}", names, x0)
 
     def parameter(pid: str, value: float) -> str:
         p = model.createParameter()
