@@ -347,3 +347,27 @@ def test_stage_loop_and_unrolled_stages_agree():
         out.append((sol.ys, int(sol.stats["num_accepted_steps"])))
     assert out[0][1] == out[1][1]
     np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-12, atol=1e-15)
+
+
+def test_explicit_inverse_and_lu_solves_agree():
+    """Solving the stages with the explicit inverse of ``I/gamma - hJ`` (small systems)
+    or with the LU factors (large systems) is the same method: on Robertson's stiff
+    problem both follow the same steps, to round-off."""
+    import diffrax
+
+    from jaxcell.solvers import Rodas5
+
+    def f(t, y, args):
+        return jnp.stack([-0.04 * y[0] + 1e4 * y[1] * y[2],
+                          0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
+                          3e7 * y[1] ** 2 + 0.0 * t])
+
+    out = []
+    for inverse in (True, False):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(f), Rodas5(explicit_inverse=inverse), 0.0, 1e5, None,
+            jnp.array([1.0, 0.0, 0.0]), saveat=diffrax.SaveAt(ts=jnp.geomspace(1e-3, 1e5, 9)),
+            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-12))
+        out.append((sol.ys, int(sol.stats["num_accepted_steps"])))
+    assert abs(out[0][1] - out[1][1]) <= 1
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-9, atol=1e-15)
