@@ -1,24 +1,16 @@
 #!/usr/bin/env python
-"""Single simulations, parameter ensembles and gradients: jaxcell vs scipy vs roadrunner.
+"""Parameter ensembles: jaxcell jit(vmap) vs libRoadRunner, AMICI and scipy loops.
 
-Models: the repressilator (Elowitz & Leibler 2000, dimensionless, t in [0, 1000]) and the
-Kholodenko (2000) MAPK cascade (t in [0, 3600] s); 100 output times; rtol 1e-6,
-atol 1e-8; float64.
+Models (``_models.spec``): boehm, fujita, mapk, repressilator; 101 output times; rtol
+1e-6, atol 1e-8; float64. Every kinetic parameter is multiplied by ``exp(0.1 z)``,
+``z ~ N(0, 1)``, seed 0 (the 1,000 set is the first 1,000 of the 10,000 set).
 
-Cases, per model:
-
-* single simulation: wall time (median of repeated calls after compilation) of
-  ``jc.simulate``; compile time reported separately (first call minus median);
-* ensembles of 1,000 and 10,000 parameter sets (all parameters perturbed log-normally,
-  sigma 0.1, seed 0): jaxcell ``jax.jit(jax.vmap(...))`` over parameter arrays, in one
-  process or split over 2 worker processes (the faster is used; both are reported);
-  scipy LSODA and roadrunner in a Python loop (extrapolated rows say so);
-* gradient of a least-squares loss (sum of squared differences between the trajectory
-  and the nominal reference trajectory) at one perturbed parameter set, w.r.t. all
-  parameters: jaxcell ``jax.grad`` (reverse mode, RecursiveCheckpointAdjoint); the peers
-  use forward finite differences (n+1 solves);
-* agreement: max relative error of each tool's nominal trajectory against scipy LSODA at
-  rtol 1e-10 / atol 1e-12.
+One row per model and tool: ``ensemble_<N>_s``, the wall seconds for N members. jaxcell
+runs ``jax.jit(jax.vmap(sim))`` over the parameter arrays (compiled ahead of time; in
+one process or over 2 worker processes, the faster is used); the peers run a Python loop
+on one core (with ``--quick`` over a subset, extrapolated). Layout, compile time,
+failures, steps and per-member times are in the rows' notes. Per model, one agreement
+check: the first member of each tool against scipy LSODA at rtol 1e-10 / atol 1e-12.
 
 Run ``python benchmarks/ensemble.py --quick --json bench-results/ensemble.json``.
 """
@@ -28,16 +20,16 @@ from __future__ import annotations
 import os
 import sys
 
-# Two XLA CPU devices for the in-process 2-device ensemble layouts (--layouts ...split or
-# ...spmd; not defaults, see EnsembleRunner). Must precede the first import of jax (also
-# through jaxcell or _common).
-if "--one-device" not in sys.argv and any("split" in a or "spmd" in a for a in sys.argv):
+# Two XLA CPU devices for the in-process 2-device layouts (--layouts ...split or ...spmd;
+# not defaults, see EnsembleRunner). Must precede the first import of jax (also through
+# jaxcell or _common).
+if any("split" in a or "spmd" in a for a in sys.argv):
     _flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in _flags:
-        _flags += " --xla_force_host_platform_device_count=2"
-        os.environ["XLA_FLAGS"] = _flags.strip()
+        os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=2").strip()
 
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
@@ -45,39 +37,38 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
-from scipy.integrate import solve_ivp  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _amici  # noqa: E402
 import _common as C  # noqa: E402
 import _models  # noqa: E402
-import _sbml  # noqa: E402
 
 import jaxcell as jc  # noqa: E402
+import jaxcell.io as jio  # noqa: E402
 
 try:
     import roadrunner
 except ImportError:  # optional peer
     roadrunner = None
 
-MODELS = {
-    "repressilator": (_models.repressilator, 1000.0, _sbml.repressilator_laws),
-    "mapk": (_models.kholodenko_mapk, 3600.0, _sbml.kholodenko_laws),
-}
-N_POINTS = 100
 RTOL, ATOL = 1e-6, 1e-8
 REF_RTOL, REF_ATOL = 1e-10, 1e-12
 SIGMA, SEED = 0.1, 0
-TOOLS = ["jaxcell", "scipy-LSODA", "roadrunner"]
-JX, SP, RR = TOOLS
+TOOLS = ["jaxcell", "libroadrunner", "amici", "scipy"]
+AMICI_DIR = Path(__file__).resolve().parents[1] / "bench-results" / "amici-build"
 
 
 def settings(quick: bool) -> dict:
+    """Timed jaxcell calls per layout (median) and the most members each peer loop runs."""
     if quick:
-        return dict(single_repeats=5, single_min_s=1.0, ens_repeats=1, scipy_members=100,
-                    rr_max=1000, grad_repeats=3, fd_repeats=1)
-    return dict(single_repeats=20, single_min_s=5.0, ens_repeats=3, scipy_members=1000,
-                rr_max=10_000, grad_repeats=10, fd_repeats=3)
+        return dict(repeats=3, libroadrunner=1000, amici=1000, scipy=50)
+    return dict(repeats=5, libroadrunner=None, amici=None, scipy=1000)
+
+
+def perturbed(p0: np.ndarray, n: int) -> np.ndarray:
+    rng = np.random.default_rng(SEED)
+    return p0[None, :] * np.exp(SIGMA * rng.standard_normal((n, p0.size)))
 
 
 def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
@@ -87,21 +78,30 @@ def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(a - ref) / np.maximum(np.abs(ref), floor)))
 
 
-def perturbed(p0: np.ndarray, n: int) -> np.ndarray:
-    rng = np.random.default_rng(SEED)
-    return p0[None, :] * np.exp(SIGMA * rng.standard_normal((n, p0.size)))
-
-
 # -- jaxcell ----------------------------------------------------------------------
 
 
-def make_sim(net, t1, ts):
+def make_sim(s: _models.Spec):
+    """``sim(p) -> (trajectory, success, accepted steps)`` for one vector of the kinetic
+    parameters ``s.params`` (in that order), traceable under ``jax.vmap``."""
+    keys, ts = list(s.params), jnp.asarray(s.ts)
+    if s.is_sbml:
+        cols = jnp.asarray([s.model.output_ids.index(k) for k in s.species])
+
+        def sim(p):
+            model = s.model.replace_parameters(dict(zip(keys, p, strict=True)))
+            ys, status, steps = jio.solve_sbml(model, ts, rtol=RTOL, atol=ATOL)
+            return ys[:, cols], status == 0, steps
+
+        return sim
+    net = s.model
+    idx = jnp.asarray([net.parameter_names.index(k) for k in keys])
     path = f"{net.scale}/{net.name}/species"
 
     def sim(p):
-        model = eqx.tree_at(lambda m: m.p, net, p)
-        traj = jc.simulate(model, 0.0, t1, saveat=ts, throw=False)
-        return traj[path], traj.success, traj.stats["num_steps"]
+        model = eqx.tree_at(lambda m: m.p, net, net.p.at[idx].set(p))
+        traj = jc.simulate(model, 0.0, s.t1, saveat=ts, throw=False)  # rtol 1e-6, atol 1e-8
+        return traj[path], traj.success, traj.stats["num_accepted_steps"]
 
     return sim
 
@@ -125,32 +125,26 @@ class EnsembleRunner:
     """
 
     def __init__(self, sim, method: str, n: int, n_params: int):
-        self.method, self.n = method, n
         devs = jax.devices()
         f = jax.jit(jax.vmap(sim))
         t = time.perf_counter()
         if method == "vmap":
             self.shardings = [SingleDeviceSharding(devs[0])]
-            self.compiled = [f.lower(jax.ShapeDtypeStruct((n, n_params), jnp.float64,
-                                                          sharding=self.shardings[0])).compile()]
+            pieces = [(f, n)]
         elif method == "spmd":
-            mesh = Mesh(np.array(devs), ("batch",))
-            sh = NamedSharding(mesh, P("batch"))
-            fs = jax.jit(jax.vmap(sim), in_shardings=sh, out_shardings=sh)
+            sh = NamedSharding(Mesh(np.array(devs), ("batch",)), P("batch"))
             self.shardings = [sh]
-            self.compiled = [fs.lower(jax.ShapeDtypeStruct((n, n_params), jnp.float64,
-                                                           sharding=sh)).compile()]
+            pieces = [(jax.jit(jax.vmap(sim), in_shardings=sh, out_shardings=sh), n)]
         elif method == "split":
             if n % len(devs):
                 raise ValueError("batch size must be a multiple of the device count")
             self.shardings = [SingleDeviceSharding(d) for d in devs]
-            m = n // len(devs)
-            self.compiled = []
-            for sh in self.shardings:
-                spec = jax.ShapeDtypeStruct((m, n_params), jnp.float64, sharding=sh)
-                self.compiled.append(f.lower(spec).compile())
+            pieces = [(f, n // len(devs))] * len(devs)
         else:
             raise ValueError(method)
+        self.compiled = [
+            g.lower(jax.ShapeDtypeStruct((m, n_params), jnp.float64, sharding=sh)).compile()
+            for (g, m), sh in zip(pieces, self.shardings, strict=True)]
         self.compile_s = time.perf_counter() - t
         self.compile_note = "AOT lower+compile" + (
             f" of {len(self.compiled)} executables" if len(self.compiled) > 1 else "")
@@ -166,12 +160,12 @@ class EnsembleRunner:
 class ProcessRunner:
     """The batch split over 2 worker processes, each running ``vmap`` on its half.
 
-    Each worker (this script with ``--worker``) imports jax, loads its half of the
-    parameters, compiles ahead of time and reports ready; the timed call then tells both
-    to run at once and collects their results. Separate processes have separate XLA
-    thread pools, so this avoids the deadlock of the in-process 2-device layouts.
-    ``compile_s`` is the wall time until both workers are ready (python and jax start-up
-    plus compilation, the two workers in parallel).
+    Each worker (this script with ``--worker``) imports jax, rebuilds the model from its
+    name, loads its half of the parameters, compiles ahead of time and reports ready; the
+    timed call then tells both to run at once and collects their results. Separate
+    processes have separate XLA thread pools, so this avoids the deadlock of the
+    in-process 2-device layouts. ``compile_s`` is the wall time until both workers are
+    ready (python and jax start-up plus compilation, the two workers in parallel).
     """
 
     def __init__(self, model: str, P_: np.ndarray, n_workers: int = 2):
@@ -190,7 +184,7 @@ class ProcessRunner:
             self.errs.append(err)
             self.procs.append(subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), "--worker", model, inp,
-                 self.outs[-1], "--one-device"],
+                 self.outs[-1]],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
                 bufsize=1))
         for i in range(n_workers):
@@ -241,11 +235,8 @@ class ProcessRunner:
 def worker_main(argv: list[str]) -> None:
     """``--worker MODEL IN.npy OUT.npz``: serve RUN / SAVE / EXIT on stdin."""
     model, inp, out = argv[argv.index("--worker") + 1:][:3]
-    build, t1, _ = MODELS[model]
-    net = build()
-    sim = make_sim(net, t1, jnp.linspace(0.0, t1, N_POINTS))
     P_ = np.load(inp)
-    runner = EnsembleRunner(sim, "vmap", P_.shape[0], P_.shape[1])
+    runner = EnsembleRunner(make_sim(_models.spec(model)), "vmap", *P_.shape)
     print(f"@@ READY {runner.compile_s:.3f}", flush=True)
     result = None
     for line in sys.stdin:
@@ -260,310 +251,175 @@ def worker_main(argv: list[str]) -> None:
             break
 
 
-def make_runner(model: str, sim, method: str, P_: np.ndarray):
-    if method == "procs":
-        return ProcessRunner(model, P_)
-    return EnsembleRunner(sim, method, P_.shape[0], P_.shape[1])
-
-
-METHOD_LABEL = {"vmap": "vmap, 1 device", "procs": "2 processes x vmap",
+LAYOUT_LABEL = {"vmap": "vmap, 1 device", "procs": "2 processes x vmap",
                 "spmd": "NamedSharding SPMD, 2 devices",
                 "split": "batch split over 2 devices in 1 process"}
 
 
-# -- peers ----------------------------------------------------------------------
+def run_layout(name: str, sim, layout: str, P_: np.ndarray, repeats: int):
+    """Compile ``layout`` for the batch ``P_``, time ``repeats`` calls; returns
+    ``(median wall, compile s, compile note, (ys, ok, steps))``."""
+    runner = ProcessRunner(name, P_) if layout == "procs" else \
+        EnsembleRunner(sim, layout, *P_.shape)
+    try:
+        times, out = [], None
+        for _ in range(repeats):
+            dt, out = C.timed(lambda: runner(P_))
+            times.append(dt)
+    finally:
+        if hasattr(runner, "close"):
+            runner.close()
+    return C.median(times), runner.compile_s, runner.compile_note, out
 
 
-def scipy_solve(net, t1, ts, params, rtol=RTOL, atol=ATOL):
-    f = _models.numpy_rhs(net, params)
-    sol = solve_ivp(f, (0.0, t1), np.asarray(net.x0, float), method="LSODA", t_eval=ts,
-                    rtol=rtol, atol=atol)
-    y = sol.y.T if sol.success else np.full((len(ts), len(net.species)), np.nan)
-    return y, sol
+# -- peers: one member at a time --------------------------------------------------------
 
 
-class RRModel:
-    def __init__(self, net, t1, laws):
-        self.species = list(net.species)
-        self.sbml = _sbml.network_to_sbml(net, laws)
-        t = time.perf_counter()
-        self.rr = roadrunner.RoadRunner(self.sbml)
-        self.load_s = time.perf_counter() - t
-        self.rr.integrator.relative_tolerance = RTOL
-        self.rr.integrator.absolute_tolerance = ATOL
-        self.rr.timeCourseSelections = ["time"] + [f"[{s}]" for s in net.species]
-        self.ids = list(self.rr.model.getGlobalParameterIds())
-        self.nominal = {k: float(self.rr.getValue(k)) for k in self.ids}
-        self.t1 = t1
+def roadrunner_solver(s: _models.Spec):
+    rr = roadrunner.RoadRunner(s.sbml)
+    rr.integrator.relative_tolerance = RTOL
+    rr.integrator.absolute_tolerance = ATOL
+    rr.timeCourseSelections = [f"[{x}]" for x in s.species]
 
-    def set(self, params: dict[str, float]) -> None:
-        for k in self.ids:
-            self.rr.setValue(k, params[k])
+    def solve(params: dict[str, float]) -> np.ndarray:
+        rr.reset()
+        for k, v in params.items():
+            rr.setValue(k, v)
+        return np.asarray(rr.simulate(0.0, s.t1, len(s.ts)))
 
-    def solve(self):
-        self.rr.reset()
-        return np.asarray(self.rr.simulate(0.0, self.t1, N_POINTS))[:, 1:]
-
-    def rates(self, x, params) -> np.ndarray:
-        self.set(params)
-        for s, v in zip(self.species, x, strict=True):
-            self.rr.setValue(f"[{s}]", float(v))
-        r = dict(zip(self.rr.model.getFloatingSpeciesIds(), self.rr.getRatesOfChange(),
-                     strict=True))
-        self.set(self.nominal)
-        self.rr.reset()
-        return np.array([r[s] for s in self.species])
+    return solve, "reset(), setValue, simulate(0, t1, 101)"
 
 
-def fd_gradient(solve, p: np.ndarray, target: np.ndarray, idx, rel_step: float,
-                central: bool = False) -> np.ndarray:
-    """Finite-difference gradient of sum((solve(p) - target)^2) w.r.t. p[idx]."""
-    def loss(q):
-        return float(np.sum((solve(q) - target) ** 2))
+def amici_solver(s: _models.Spec):
+    # the same build (folder, module name, observables) as work_precision.py, so that
+    # the two scripts share one compiled model per case
+    folder = AMICI_DIR / s.name
+    folder.mkdir(parents=True, exist_ok=True)
+    xml = folder / f"{s.name}.xml"
+    if not xml.exists() or xml.read_text() != s.sbml:
+        xml.write_text(s.sbml)
+    h = _amici.build(xml, f"jaxcell_wp_{s.name}", str(folder),
+                     observables={f"y_{k}": k for k in s.species})
+    cols = [h.state_ids.index(x) for x in s.species]
 
-    g = np.zeros(len(idx))
-    l0 = None if central else loss(p)
-    for j, i in enumerate(idx):
-        h = rel_step * abs(p[i])
-        qp = p.copy()
-        qp[i] += h
-        if central:
-            qm = p.copy()
-            qm[i] -= h
-            g[j] = (loss(qp) - loss(qm)) / (2 * h)
-        else:
-            g[j] = (loss(qp) - l0) / h
-    return g
+    def solve(params: dict[str, float]) -> np.ndarray:
+        return _amici.simulate(h, s.ts, params)[:, cols]
+
+    return solve, f"build {h.build_time:.0f} s{' (cached)' if h.reused else ''}"
 
 
-def grad_err(g, ref) -> float:
-    return float(np.max(np.abs(g - ref)) / np.max(np.abs(ref)))
+def scipy_solver(s: _models.Spec):
+    def solve(params: dict[str, float]) -> np.ndarray:
+        y = _models.solve_scipy(s, params, rtol=RTOL, atol=ATOL)
+        if np.isnan(y).any():
+            raise RuntimeError("LSODA failed")
+        return y
+
+    return solve, "solve_ivp(method='LSODA')"
+
+
+def peer_solvers(s: _models.Spec) -> dict:
+    """tool -> (solve(params) -> trajectory, note) for the peers that are installed."""
+    solvers = {}
+    if roadrunner is not None:
+        solvers["libroadrunner"] = roadrunner_solver(s)
+    if _amici.available():
+        solvers["amici"] = amici_solver(s)
+    solvers["scipy"] = scipy_solver(s)
+    return solvers
+
+
+def run_loop(solve, keys: list[str], P_: np.ndarray, k: int):
+    """Solve members 0..k-1 in a loop; ``(seconds, failures, first member's trajectory)``."""
+    fails, first = 0, None
+    t = time.perf_counter()
+    for i in range(k):
+        try:
+            y = solve(dict(zip(keys, map(float, P_[i]), strict=True)))
+        except RuntimeError:
+            y, fails = None, fails + 1
+        if i == 0:
+            first = y
+    return time.perf_counter() - t, fails, first
 
 
 # -- one model ----------------------------------------------------------------------
 
 
 def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
-                methods: list[str]) -> None:
-    build, t1, laws = MODELS[name]
-    net = build()
-    ts_np = np.linspace(0.0, t1, N_POINTS)
-    ts = jnp.asarray(ts_np)
-    p0 = np.asarray(net.p, float)
-    pnames = list(net.parameter_names)
-    nominal = _models.param_dict(net, p0)
-    active = [i for i, v in enumerate(p0) if v != 0.0]  # FD needs a nonzero scale
-    print(f"\n=== {name}: {len(net.species)} species, {len(net.reaction_names)} reactions, "
-          f"{len(pnames)} parameters, t in [0, {t1:g}], {N_POINTS} points ===", flush=True)
-
-    rr = None
-    if roadrunner is not None:
-        rr = RRModel(net, t1, laws())
-
-    # rhs check: hand-written numpy and SBML rates against jaxcell's at random states
-    rng = np.random.default_rng(1)
-    f_np = _models.numpy_rhs(net, nominal)
-    e_np = e_rr = 0.0
-    for _ in range(5):
-        x = rng.uniform(0.1, 100.0, len(net.species))
-        ref = np.asarray(net.derivative(jnp.asarray(x)))
-        scale = np.maximum(np.abs(ref), 1e-12)
-        e_np = max(e_np, float(np.max(np.abs(f_np(0.0, x) - ref) / scale)))
-        if rr is not None:
-            e_rr = max(e_rr, float(np.max(np.abs(rr.rates(x, nominal) - ref) / scale)))
-    case = f"{name}: rhs check"
-    res.add(case, SP, "dx/dt max rel diff vs jaxcell", e_np, "rel")
-    if rr is not None:
-        res.add(case, RR, "dx/dt max rel diff vs jaxcell", e_rr, "rel")
-
-    # reference trajectory
-    t_ref, (y_ref, sol_ref) = C.timed(lambda: scipy_solve(net, t1, ts_np, nominal,
-                                                         REF_RTOL, REF_ATOL))
-    if not sol_ref.success:
-        res.note(f"{name}: reference LSODA solve failed: {sol_ref.message}")
-
-    # ---- single simulation ----
-    case = f"{name}: single"
-    path = f"{net.scale}/{net.name}/species"
-
-    def jc_single():
-        return jc.simulate(net, 0.0, t1, saveat=ts)
-
-    t_first, traj = C.timed(jc_single)
-    times = C.repeat(jc_single, cfg["single_repeats"], cfg["single_min_s"], 200)
-    wall = C.median(times)
-    res.add(case, JX, "first call (trace+compile+run)", t_first, "s")
-    res.add(case, JX, "compile (first call - median)", t_first - wall, "s")
-    res.add(case, JX, "wall (median)", wall, "s", note=f"{len(times)} calls of jc.simulate")
-    sim = make_sim(net, t1, ts)
-    jsim = jax.jit(sim)
-    C.block(jsim(jnp.asarray(p0)))
-    times_j = C.repeat(lambda: jsim(jnp.asarray(p0)), cfg["single_repeats"],
-                       cfg["single_min_s"], 200)
-    res.add(case, JX, "wall, inside user jax.jit (median)", C.median(times_j), "s")
-    st = traj.stats
-    res.add(case, JX, "accepted steps", int(st["num_accepted_steps"]), "count")
-    res.add(case, JX, "rejected steps", int(st["num_rejected_steps"]), "count")
-    y_jx = np.asarray(traj[path])
-
-    y_sp, sol = scipy_solve(net, t1, ts_np, nominal)
-    times = C.repeat(lambda: scipy_solve(net, t1, ts_np, nominal), cfg["single_repeats"],
-                     cfg["single_min_s"], 200)
-    res.add(case, SP, "wall (median)", C.median(times), "s")
-    res.add(case, SP, "rhs evaluations", int(sol.nfev), "count")
-    if rr is not None:
-        res.add(case, RR, "compile (first call - median)", rr.load_s, "s",
-                note="RoadRunner(sbml): parse + LLVM JIT")
-        y_rr = rr.solve()
-        times = C.repeat(rr.solve, cfg["single_repeats"], cfg["single_min_s"], 2000)
-        res.add(case, RR, "wall (median)", C.median(times), "s",
-                note="reset() + simulate(0, t1, 100)")
-
-    # ---- agreement ----
-    case = f"{name}: agreement"
-    note = f"vs LSODA rtol {REF_RTOL:g}/atol {REF_ATOL:g}"
-    res.add(case, JX, "max rel err vs reference", rel_err(y_jx, y_ref), "rel", note=note)
-    res.add(case, SP, "max rel err vs reference", rel_err(y_sp, y_ref), "rel")
-    if rr is not None:
-        res.add(case, RR, "max rel err vs reference", rel_err(y_rr, y_ref), "rel")
-        res.add(case, JX, "max rel err vs roadrunner", rel_err(y_jx, y_rr), "rel")
-    res.add(case, JX, "max rel err vs scipy-LSODA (same tol)", rel_err(y_jx, y_sp), "rel")
-
-    # ---- ensembles ----
-    Pall = perturbed(p0, max(sizes))
-    best_method = None
+                layouts: list[str]) -> None:
+    s = _models.spec(name)
+    keys = list(s.params)
+    print(f"\n=== {name}: {len(s.species)} species, {len(keys)} kinetic parameters, "
+          f"t in [0, {s.t1:g}], {len(s.ts)} points ===", flush=True)
+    sim = make_sim(s)
+    Pall = perturbed(np.array([s.params[k] for k in keys]), max(sizes))
+    peers = peer_solvers(s)
+    firsts = {}
+    best = None
     for n in sizes:
-        case = f"{name}: ensemble {n}"
-        Pn = Pall[:n]
-        cand = methods if best_method is None else [best_method]
-        walls = {}
-        ys_by = {}
-        for m in cand:
-            if m in ("split", "spmd") and len(jax.devices()) < 2:
+        metric, Pn = f"ensemble_{n}_s", Pall[:n]
+        # jaxcell: compare the layouts at the first size, then keep the fastest
+        runs = {}
+        for lay in layouts if best is None else [best]:
+            if lay in ("split", "spmd") and len(jax.devices()) < 2:
                 continue
-            runner = make_runner(name, sim, m, Pn)
-            tw = []
-            for _ in range(cfg["ens_repeats"]):
-                dt, out = C.timed(lambda r=runner, x=Pn: r(x))
-                tw.append(dt)
-            walls[m] = (C.median(tw), runner)
-            ys_by[m] = out
-            if hasattr(runner, "close"):
-                runner.close()
-            if len(cand) > 1:
-                res.add(case, JX, f"wall [{METHOD_LABEL[m]}]", walls[m][0], "s",
-                        note=f"{runner.compile_note} {runner.compile_s:.1f} s")
-        best_method = min(walls, key=lambda k: walls[k][0]) if best_method is None \
-            else best_method
-        wall, runner = walls[best_method]
-        ys, ok, steps = ys_by[best_method]
-        if len(ys_by) > 1:
-            diff = max(float(np.nanmax(np.abs(ys_by[m][0] - ys))) for m in ys_by)
+            runs[lay] = run_layout(name, sim, lay, Pn, cfg["repeats"])
+            print(f"  {name} {n} [{LAYOUT_LABEL[lay]}]: {runs[lay][0]:.2f} s, "
+                  f"compile {runs[lay][1]:.1f} s", flush=True)
+        best = best or min(runs, key=lambda k: runs[k][0])
+        wall, comp_s, comp_note, (ys, ok, steps) = runs[best]
+        for lay, r in runs.items():
+            diff = float(np.nanmax(np.abs(r[3][0] - ys)))
             if diff > 1e-6:
-                res.note(f"{case}: layouts disagree by {diff:.3g} (max abs)")
-        lbl = METHOD_LABEL[best_method]
-        res.add(case, JX, "compile", runner.compile_s, "s",
-                note=f"{runner.compile_note}, {lbl}")
-        res.add(case, JX, "wall", wall, "s", note=f"{lbl}; median of {cfg['ens_repeats']}")
-        res.add(case, JX, "per member", wall / n, "s")
-        res.add(case, JX, "failures", int(n - np.sum(ok)), "count")
-        res.add(case, JX, "max solver steps in batch", int(np.max(steps)), "count")
+                res.note(f"{name} {n}: layouts {best} and {lay} disagree by {diff:.3g} (max abs)")
+        firsts.setdefault("jaxcell", ys[0] if ok[0] else None)
+        others = ", ".join(f"{LAYOUT_LABEL[k]} {r[0]:.3g} s (compile {r[1]:.1f} s)"
+                           for k, r in runs.items() if k != best)
+        res.add(name, "jaxcell", metric, wall, "s", note=(
+            f"{LAYOUT_LABEL[best]}, median of {cfg['repeats']}; {wall / n * 1e3:.3g} ms "
+            f"per member; compile {comp_s:.1f} s ({comp_note}); failures "
+            f"{int(n - ok.sum())}/{n}; max accepted steps {int(steps.max())}"
+            + (f"; other layouts: {others}" if others else "")))
 
-        # scipy: loop over a subset, extrapolate
-        k = min(n, cfg["scipy_members"])
-        fails = 0
-        t0 = time.perf_counter()
-        for i in range(k):
-            _, s = scipy_solve(net, t1, ts_np, _models.param_dict(net, Pn[i]))
-            fails += not s.success
-        tk = time.perf_counter() - t0
-        ex = None if k == n else f"extrapolated from {k} members"
-        res.add(case, SP, "wall", tk / k * n, "s", note=ex or "sequential loop, 1 core")
-        res.add(case, SP, "per member", tk / k, "s")
-        res.add(case, SP, "failures", fails, "count",
-                note=None if k == n else f"among the {k} members run")
-
-        if rr is not None:
-            k = min(n, cfg["rr_max"])
-            fails = 0
-            t0 = time.perf_counter()
-            for i in range(k):
-                rr.set(_models.param_dict(net, Pn[i]))
-                try:
-                    rr.solve()
-                except RuntimeError:
-                    fails += 1
-            tk = time.perf_counter() - t0
-            rr.set(rr.nominal)
-            ex = None if k == n else f"extrapolated from {k} members"
-            res.add(case, RR, "wall", tk / k * n, "s", note=ex or "sequential loop, 1 core")
-            res.add(case, RR, "per member", tk / k, "s")
-            res.add(case, RR, "failures", fails, "count",
-                    note=None if k == n else f"among the {k} members run")
+        # peers: a sequential loop on one core, over a subset extrapolated to n
+        for tool, (solve, how) in peers.items():
+            k = min(n, cfg[tool] or n)
+            dt, fails, first = run_loop(solve, keys, Pn, k)
+            firsts.setdefault(tool, first)
+            note = (f"sequential loop, 1 core; {dt / k * 1e3:.3g} ms per member; failures "
+                    f"{fails}/{k}" + (f"; extrapolated from {k} members" if k < n else "")
+                    + f"; {how}")
+            res.add(name, tool, metric, dt / k * n, "s", note=note)
         print(f"  ({res.elapsed():.0f} s elapsed)", flush=True)
 
-    # ---- gradient ----
-    case = f"{name}: gradient"
-    p_star = Pall[0].copy()
-    target = jnp.asarray(y_ref)
+    # agreement: the first member of each tool against a tight LSODA solution
+    ref = _models.solve_scipy(s, dict(zip(keys, Pall[0], strict=True)), rtol=REF_RTOL,
+                              atol=REF_ATOL)
+    errs = ", ".join(f"{t} {'failed' if y is None else f'{rel_err(y, ref):.2g}'}"
+                     for t, y in firsts.items())
+    res.note(f"{name}: member 0, max rel err vs LSODA rtol {REF_RTOL:g}/atol {REF_ATOL:g}: "
+             f"{errs}")
 
-    def loss(p):
-        return jnp.sum((sim(p)[0] - target) ** 2)
 
-    g = jax.jit(jax.grad(loss))
-    x = jnp.asarray(p_star)
-    t = time.perf_counter()
-    traced = g.trace(x)
-    t_trace = time.perf_counter() - t
-    lowered = traced.lower()
-    t_lower = time.perf_counter() - t
-    compiled = lowered.compile()
-    t_compile = time.perf_counter() - t
-    t_g, g_jx = C.timed(lambda: compiled(x))  # AOT-compiled: the first call is a run
-    g_jx = np.asarray(g_jx)
-    times = C.repeat(lambda: compiled(x), cfg["grad_repeats"], first=[t_g])
-    res.add(case, JX, "compile (trace+lower+XLA)", t_compile, "s",
-            note=f"trace {t_trace:.1f} s, lower {t_lower - t_trace:.1f} s")
-    res.add(case, JX, "wall per gradient", C.median(times), "s",
-            note=f"reverse mode, {len(pnames)} parameters")
-    fwd_t, _ = C.timed(lambda: jsim(x))
-    res.add(case, JX, "gradient / forward solve", C.median(times) / fwd_t, "ratio")
-
-    # reference gradient: central differences of the tight LSODA solution
-    def solve_ref(q):
-        params = _models.param_dict(net, q)
-        return scipy_solve(net, t1, ts_np, params, REF_RTOL, REF_ATOL)[0]
-
-    t0 = time.perf_counter()
-    g_ref = fd_gradient(solve_ref, p_star, y_ref, active, 1e-5, central=True)
-    print(f"  (reference gradient: {time.perf_counter() - t0:.1f} s)", flush=True)
-    fd_note = "max |g - g_ref| / max |g_ref|; g_ref: central FD of LSODA 1e-10"
-    res.add(case, JX, "grad rel err vs FD reference", grad_err(g_jx[active], g_ref), "rel",
-            note=fd_note)
-
-    def solve_sp(q):
-        return scipy_solve(net, t1, ts_np, _models.param_dict(net, q))[0]
-
-    step = RTOL ** 0.5
-    t_fd, g_sp = C.timed(lambda: fd_gradient(solve_sp, p_star, y_ref, active, step))
-    times = C.repeat(lambda: fd_gradient(solve_sp, p_star, y_ref, active, step),
-                     cfg["fd_repeats"], first=[t_fd])
-    res.add(case, SP, "wall per gradient", C.median(times), "s",
-            note=f"forward FD, {len(active) + 1} solves, step {step:g} relative")
-    res.add(case, SP, "grad rel err vs FD reference", grad_err(g_sp, g_ref), "rel")
-    if rr is not None:
-        def solve_rr(q):
-            rr.set(_models.param_dict(net, q))
-            return rr.solve()
-
-        t_fd, g_rr = C.timed(lambda: fd_gradient(solve_rr, p_star, y_ref, active, step))
-        times = C.repeat(lambda: fd_gradient(solve_rr, p_star, y_ref, active, step),
-                         cfg["fd_repeats"], first=[t_fd])
-        rr.set(rr.nominal)
-        res.add(case, RR, "wall per gradient", C.median(times), "s",
-                note=f"forward FD, {len(active) + 1} solves, step {step:g} relative")
-        res.add(case, RR, "grad rel err vs FD reference", grad_err(g_rr, g_ref), "rel")
-    print(f"  ({res.elapsed():.0f} s elapsed)", flush=True)
+def print_speedups(res: C.Results, sizes: list[int]) -> None:
+    """One table per size: a line per model, each tool's time and peer / jaxcell."""
+    cell = {(r["case"], r["tool"], r["metric"]): r["value"] for r in res.rows}
+    tools = [t for t in TOOLS if any(r["tool"] == t for r in res.rows)]
+    peers = [t for t in tools if t != "jaxcell"]
+    cases = list(dict.fromkeys(r["case"] for r in res.rows))
+    heads = ["model"] + [f"{t} [s]" for t in tools] + [f"{t}/jaxcell" for t in peers]
+    widths = [max(13, len(h)) for h in heads]
+    for n in sizes:
+        metric = f"ensemble_{n}_s"
+        print(f"\n{metric} (ratios: peer time / jaxcell time, above 1: jaxcell faster)")
+        print("  ".join(h.rjust(w) for h, w in zip(heads, widths, strict=True)))
+        for c in cases:
+            v = {t: cell.get((c, t, metric)) for t in tools}
+            jx = v.get("jaxcell")
+            line = [c] + [C.fmt(v[t], "s") for t in tools]
+            line += [f"{v[t] / jx:.3g}" if v[t] and jx else "" for t in peers]
+            print("  ".join(x.rjust(w) for x, w in zip(line, widths, strict=True)))
 
 
 def main() -> None:
@@ -571,45 +427,40 @@ def main() -> None:
         worker_main(sys.argv)
         return
     ap = C.base_parser(__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="repressilator,mapk",
-                    help="comma-separated subset of: " + ", ".join(MODELS))
-    ap.add_argument("--sizes", default="1000,10000", help="ensemble sizes")
+    ap.add_argument("--models", default=",".join(_models.SPEC_NAMES),
+                    help="comma-separated subset of: " + ", ".join(_models.SPEC_NAMES))
+    ap.add_argument("--sizes", default="1000", help="ensemble sizes, e.g. 1000,10000")
     ap.add_argument("--layouts", default="vmap,procs",
-                    help="ensemble layouts compared at the first size (the fastest is used "
+                    help="jaxcell layouts compared at the first size (the fastest is used "
                          "for the others): vmap (1 device), procs (2 worker processes), "
                          "and, at the risk of a deadlock with jaxlib 0.10.2, split (2 CPU "
                          "devices in one process) and spmd (NamedSharding)")
-    ap.add_argument("--scipy-members", type=int, help="scipy ensemble members actually run")
-    ap.add_argument("--rr-max", type=int, help="roadrunner ensemble members actually run")
-    ap.add_argument("--one-device", action="store_true",
-                    help="do not split the CPU into 2 XLA devices for split/spmd")
     args = ap.parse_args()
     cfg = settings(args.quick)
-    if args.scipy_members:
-        cfg["scipy_members"] = args.scipy_members
-    if args.rr_max:
-        cfg["rr_max"] = args.rr_max
     res = C.Results("benchmarks/ensemble.py", args)
     print(f"jax {jax.__version__} on {jax.default_backend()}: {jax.devices()}; "
           f"{res.machine['cpu']}, {res.machine['usable_cores']} usable cores; "
           f"mode {'quick' if args.quick else 'full'}")
     if roadrunner is None:
-        res.note("libroadrunner is not installed: roadrunner rows skipped "
-                 "(pip install libroadrunner python-libsbml)")
+        res.note("libroadrunner is not installed: its rows are skipped")
+    else:
+        roadrunner.Logger.setLevel(roadrunner.Logger.LOG_ERROR)
+    if not _amici.available():
+        res.note("AMICI is not installed: its rows are skipped")
     # warm up jax/diffrax on an unrelated model so compile times are per model
     C.block(jc.simulate(jc.models.lotka_volterra(), 0.0, 1.0).ts)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    methods = [m for m in args.layouts.split(",") if m]
+    sizes = [int(x) for x in args.sizes.split(",")]
+    layouts = [x for x in args.layouts.split(",") if x]
     for name in args.models.split(","):
-        bench_model(name, res, cfg, sizes, methods)
+        bench_model(name, res, cfg, sizes, layouts)
     res.note("relative error: max over times and species of |a - ref| / max(|ref|, "
              "1e-3 max_t |ref_species|)")
-    res.note("ratios are jaxcell / peer (below 1: jaxcell faster); peers run sequentially "
-             "on 1 core, jaxcell ensembles use the layout named in the notes")
-    title = f"== ensemble.py results (total {res.elapsed():.0f} s) =="
-    C.print_table(res, TOOLS, title=title)
-    for n in res.notes:
-        print(f"NOTE: {n}")
+    res.note("peers run sequentially on 1 core; jaxcell uses the layout in its note "
+             "(the other layouts' times are there too)")
+    print(f"\n== ensemble.py results (total {res.elapsed():.0f} s) ==")
+    print_speedups(res, sizes)
+    for note in res.notes:
+        print(f"NOTE: {note}")
     if args.json:
         res.write_json(args.json)
 

@@ -10,7 +10,6 @@ into the outer one and wired together there.
 from __future__ import annotations
 
 import weakref
-
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -216,7 +215,8 @@ class Composite(AbstractProcess):
     allowed: tuple[tuple[Path, ...], ...] = eqx.field(static=True)
     writable: tuple[tuple[Path, ...], ...] = eqx.field(static=True)
 
-    def __init__(self, processes: Sequence[AbstractProcess], name: str = "model"):
+    def __init__(self, processes: Sequence[AbstractProcess], name: str = "model",
+                 _wiring: tuple | None = None):
         if isinstance(processes, AbstractProcess):
             processes = [processes]
         self.name = name
@@ -224,7 +224,9 @@ class Composite(AbstractProcess):
         leaves = _leaves(self.children)
         if not leaves:
             raise WiringError(f"Composite {name!r} has no processes.")
-        spec, ext_reads, ext_changes, order, allowed, writable = _wire(leaves)
+        if _wiring is None:
+            _wiring = _wire(leaves)
+        spec, ext_reads, ext_changes, order, allowed, writable = _wiring
         self.spec = spec
         self.external_reads = tuple(ext_reads.items())
         self.external_changes = ext_changes
@@ -374,10 +376,11 @@ class Composite(AbstractProcess):
         return nest_state(self.derive(t, y, args))
 
 
-# id(process) -> (weak reference to it, its Composite). Wiring is pure Python and costs
+# id(process) -> (weak reference to it, its wiring). Wiring is pure Python and costs
 # about 0.1 ms, as much as simulating a small model, so a process simulated again and
-# again is wired once. The weak reference makes sure a reused id is not a hit.
-_WRAPPED: dict[int, tuple[weakref.ref, Composite]] = {}
+# again is wired once. The weak reference makes sure a reused id is not a hit; the
+# wiring is plain data, so the cache keeps no process alive.
+_WRAPPED: dict[int, tuple[weakref.ref, tuple]] = {}
 
 
 def as_composite(model: AbstractProcess | Sequence[AbstractProcess]) -> Composite:
@@ -387,15 +390,23 @@ def as_composite(model: AbstractProcess | Sequence[AbstractProcess]) -> Composit
     if isinstance(model, AbstractProcess):
         hit = _WRAPPED.get(id(model))
         if hit is not None and hit[0]() is model:
-            return hit[1]
+            return Composite([model], name=model.name, _wiring=hit[1])
         composite = Composite([model], name=model.name)
+        key = id(model)
+
+        def forget(ref):
+            if _WRAPPED.get(key, (None,))[0] is ref:
+                del _WRAPPED[key]
+
         try:
-            ref = weakref.ref(model, lambda _, key=id(model): _WRAPPED.pop(key, None))
+            ref = weakref.ref(model, forget)
         except TypeError:  # not weak-referenceable: no caching
             return composite
         if len(_WRAPPED) > 256:
             _WRAPPED.clear()
-        _WRAPPED[id(model)] = (ref, composite)
+        _WRAPPED[key] = (ref, (composite.spec, dict(composite.external_reads),
+                               composite.external_changes, composite.derived_order,
+                               list(composite.allowed), list(composite.writable)))
         return composite
     if isinstance(model, Sequence):
         return Composite(list(model))

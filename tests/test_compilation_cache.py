@@ -45,9 +45,8 @@ def test_second_process_loads_the_simulation_from_the_cache(tmp_path):
 
 
 def test_warns_when_runtime_checks_stay_host_callbacks(tmp_path, monkeypatch):
-    from equinox import _config
-
     import jax
+    from equinox import _config
 
     names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
              "jax_persistent_cache_min_entry_size_bytes")

@@ -247,3 +247,21 @@ def test_process_outputs_checked_against_declarations():
     with pytest.raises(jc.WiringError, match="BadDerived 'badderived' gave a computed value "
                                              "for 'm/d/z', which it does not declare"):
         jc.simulate(jc.Composite([decay(), BadDerived()]), 0.0, 1.0)
+
+
+def test_as_composite_wires_a_process_once_and_forgets_it_when_it_is_gone():
+    import gc
+
+    from jaxcell._composite import _WRAPPED
+
+    p = jc.ODE("decay_cache", {"x": 1.0}, lambda t, y, q: {"x": -q["k"] * y["x"]},
+               parameters={"k": 0.5})
+    c1 = jc.as_composite(p)
+    assert jc.as_composite(p).spec is c1.spec  # cached: the wiring is reused
+    q = p.replace_parameters({"k": 2.0})       # a new process is wired anew
+    assert jc.as_composite(q).spec is not c1.spec
+    assert float(jc.as_composite(q).parameters()["decay_cache.k"]) == 2.0
+    key = id(p)
+    del p, c1
+    gc.collect()
+    assert key not in _WRAPPED

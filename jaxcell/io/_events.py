@@ -34,7 +34,13 @@ import optimistix as optx
 
 from ..solvers import Rodas5
 from ._eval import Locals, _bool, _num
-from ._triggers import discontinuity_flip, discontinuity_g, discontinuity_value, trigger_g
+from ._triggers import (
+    discontinuity_flip,
+    discontinuity_g,
+    discontinuity_value,
+    time_switches,
+    trigger_g,
+)
 
 _NO_PRIORITY = -1e300
 
@@ -157,7 +163,8 @@ def _where_tree(pred, a, b):
     return jax.tree_util.tree_map(lambda u, v: jnp.where(pred, u, v), a, b)
 
 
-def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
+def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments,
+                      forward_mode=False):
     st = model.structure
     events = st.ir.events
     n_ev = len(events)
@@ -170,7 +177,17 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     taus = _delay_taus(st)
     use_history = bool(taus)
     seg_steps = min(max_steps, 4096) if use_history else max_steps
+    # Reverse mode: checkpointed loops (diffrax's and equinox's); forward mode: plain
+    # lax loops, which jax.jvp goes through (the checkpointed ones are custom_vjp).
+    loop_kind = "lax" if forward_mode else "checkpointed"
+    seg_adjoint = diffrax.ForwardMode() if forward_mode else diffrax.RecursiveCheckpointAdjoint()
     h_len = 16 * seg_steps if use_history else 2
+    # Conditions that depend on time alone switch at times known in advance: segments
+    # end there exactly, and only the other conditions are watched by root finding.
+    switches = [time_switches(st, tr) if k == "cond" else None for k, tr in discs]
+    timed = [i for i, sw in enumerate(switches) if sw is not None]
+    watched = [i for i, sw in enumerate(switches) if sw is None]
+    switch_trees = [c for sw in switches if sw is not None for c in sw]
 
     def env(t, x, hist, z=None):
         frozen = None
@@ -311,7 +328,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
             return x_new, flags_, q_, tie
 
         return eqxi.while_loop(due, body, (x, flags, q, tie0),
-                               max_steps=16 * n_queue + 64, kind="checkpointed")
+                               max_steps=16 * n_queue + 64, kind=loop_kind)
 
     # --- integration of one segment ---------------------------------------------------
     def vf(t, x, args):
@@ -322,8 +339,10 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     term = diffrax.ODETerm(vf)
     # Triggers are checked at step ends: a trigger that turns true and false again inside
     # one step would be missed, so steps are at most 1/100 of the time span.
-    controller = diffrax.PIDController(rtol=rtol, atol=atol,
-                                       dtmax=(ts[-1] - ts[0]) / 100.0)
+    # (Only needed when something is watched by root finding.)
+    controller = diffrax.PIDController(
+        rtol=rtol, atol=atol,
+        dtmax=(ts[-1] - ts[0]) / 100.0 if (n_ev or watched) else None)
 
     def crossing(t, x, hist, flags, z):
         """One value per trigger and discontinuity: <= 0 while nothing has changed,
@@ -333,12 +352,11 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         if n_ev:
             g = jnp.stack([trigger_g(e, ev.trigger) for ev in events])
             parts.append(jnp.where(flags, -g, g))
-        if n_disc:
-            parts.append(jnp.stack([discontinuity_g(e, k, tr, z[i])
-                                    for i, (k, tr) in enumerate(discs)]))
+        if watched:
+            parts.append(jnp.stack([discontinuity_g(e, *discs[i], z[i]) for i in watched]))
         return jnp.concatenate(parts)
 
-    n_watch = n_ev + n_disc
+    n_watch = n_ev + len(watched)
 
     def segment(t, t_end, x, flags, z, hist):
         if n_watch:
@@ -355,7 +373,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         sol = diffrax.diffeqsolve(
             term, Rodas5(), t, t_end, None, x, args=(hist, z),
             saveat=diffrax.SaveAt(subs=subs), stepsize_controller=controller,
-            max_steps=seg_steps, throw=False, event=event,
+            max_steps=seg_steps, throw=False, event=event, adjoint=seg_adjoint,
         )
         if n_watch:
             c_end = crossing(sol.ts[1][0], sol.ys[1][0], hist, flags, z)
@@ -382,6 +400,29 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
     b0, _ = triggers(ts[0], x0, hist0)
     flags0, queue0 = update_flags(flags0, b0, queue0, ts[0], x0, hist0)
     z0 = disc_values(ts[0], x0, hist0)
+    if switch_trees:
+        e0 = env(ts[0], x0, hist0)
+        switch_times = jnp.stack([_num(e0.evaluate(c)).astype(dtype) for c in switch_trees])
+    else:
+        switch_times = jnp.zeros((0,), dtype)
+
+    def next_switch(t):
+        """The first switching time after ``t`` (inf if none)."""
+        return jnp.min(jnp.where(switch_times > t, switch_times, jnp.inf))
+
+    def timed_values(t, x, hist, z):
+        """``z`` with the time-only conditions evaluated inside ``(t, next switch)``,
+        where they are constant (at ``t`` itself a switch may just have happened)."""
+        if not timed:
+            return z
+        s_next = next_switch(t)
+        probe = jnp.where(jnp.isfinite(s_next), 0.5 * (t + s_next),
+                          t + jnp.maximum(1.0, jnp.abs(t)))
+        e = env(probe, x, hist, z)
+        vals = jnp.stack([discontinuity_value(e, *discs[i]) for i in timed])
+        return z.at[jnp.asarray(timed)].set(vals)
+
+    z0 = timed_values(ts[0], x0, hist0, z0)
     # the state (and frozen branches) at each output time; outputs are computed from them
     # after the loop, when the whole delay history is known
     out0 = (jnp.full((ts.shape[0], x0.shape[0]), jnp.nan, dtype),
@@ -401,9 +442,15 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
         x, flags, q, tie = resolve(t, x, flags, q, hist)
         status = _first(status, (q[4], STATUS_QUEUE_FULL), (tie, STATUS_TIE))
         if n_disc:  # events changed the state: branches are chosen afresh
-            z = jnp.where(jnp.any(x != x_before), disc_values(t, x, hist), z)
+            z = jnp.where(jnp.any(x != x_before),
+                          timed_values(t, x, hist, disc_values(t, x, hist)), z)
         at_t = (ts == t)[:, None]
-        out = (jnp.where(at_t, x[None, :], out[0]), jnp.where(at_t, z[None, :], out[1]))
+        z_now = z
+        if timed:  # outputs at t see the time-only conditions' values at t itself
+            e_now = env(t, x, hist, z)
+            z_now = z.at[jnp.asarray(timed)].set(
+                jnp.stack([discontinuity_value(e_now, *discs[i]) for i in timed]))
+        out = (jnp.where(at_t, x[None, :], out[0]), jnp.where(at_t, z_now[None, :], out[1]))
         finished = t >= t_final
         q_t, _, _, q_on, _ = q
         t_next = jnp.minimum(t_final, jnp.min(jnp.where(q_on, q_t, jnp.inf)))
@@ -413,12 +460,25 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
             tau_min = jnp.min(jnp.where(tau > 0, tau, jnp.inf))
             t_next = jnp.minimum(t_next, t + tau_min)
             hist = hist.append(t, x, vf(t, x, (hist, z)))
+        if timed:
+            t_next = jnp.minimum(t_next, next_switch(t))
         t_next = jnp.where(finished, t, t_next)
-        sol, mask = segment(t, t_next, x, flags, z, hist)
+
+        def run_segment():
+            return segment(t, t_next, x, flags, z, hist)
+
+        # the last iteration only executes events due at the end: no solve there
+        shapes, static = eqx.partition(eqx.filter_eval_shape(run_segment),
+                                       lambda a: isinstance(a, jax.ShapeDtypeStruct))
+        arrays = jax.lax.cond(
+            finished,
+            lambda: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes),
+            lambda: eqx.filter(run_segment(), eqx.is_array))
+        sol, mask = eqx.combine(arrays, static)
         t_new = sol.ts[1][0]
         x_new = sol.ys[1][0]
         # snap to an output time or a scheduled execution within round-off
-        cands = jnp.concatenate([ts, jnp.where(q_on, q_t, jnp.inf)])
+        cands = jnp.concatenate([ts, jnp.where(q_on, q_t, jnp.inf), switch_times])
         near = cands[jnp.argmin(jnp.abs(cands - t_new))]
         # (never back to the segment's own start: a branch that changes just after an
         # output time must not overwrite that output)
@@ -444,7 +504,10 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
                 i + k, hist.t0, hist.x0)
             hist = _where_tree(finished, hist, new_hist)
         # what the solver stopped on flips; the rest are re-evaluated
-        mask_ev, mask_d = mask[:n_ev], mask[n_ev:]
+        mask_ev = mask[:n_ev]
+        mask_d = jnp.zeros((n_disc,), bool)
+        if watched:
+            mask_d = mask_d.at[jnp.asarray(watched)].set(mask[n_ev:])
         if n_ev:
             b_new, _ = triggers(t_new, x_new, hist)
             new_flags = jnp.where(mask_ev, ~flags, b_new)
@@ -460,6 +523,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
             # contains a flipped one changes with it)
             e1 = env(t_new, x_new, hist, z1)
             fresh = jnp.stack([discontinuity_value(e1, k, tr) for k, tr in discs])
+            fresh = timed_values(t_new, x_new, hist, fresh)
             z = jnp.where(finished, z, jnp.where(mask_d, flipped, fresh))
         steps = steps + jnp.where(finished, 0, sol.stats["num_accepted_steps"])
         status = _first(status, (~(seg_ok | finished), STATUS_SOLVER))
@@ -469,7 +533,7 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments):
 
     carry = (ts[0], x0, flags0, z0, queue0, hist0, out0, jnp.asarray(0), jnp.asarray(False),
              jnp.asarray(STATUS_OK), jnp.asarray(0))
-    carry = eqxi.while_loop(cond, body, carry, max_steps=max_segments, kind="checkpointed")
+    carry = eqxi.while_loop(cond, body, carry, max_steps=max_segments, kind=loop_kind)
     t, x, flags, z, q, hist, out, steps, done, status, nseg = carry
     out = jax.vmap(lambda tt, xx, zz: observe(tt, xx, hist, zz))(ts, out[0], out[1])
     status = _first(status, (~done, STATUS_MAX_SEGMENTS))

@@ -80,3 +80,56 @@ def discontinuity_flip(env: Env, kind: str, tree: tuple, z):
     x = _num(env.evaluate(tree))
     lo = z if kind == "floor" else z - 1.0
     return jnp.where(x - lo > 0.5, z + 1.0, z - 1.0)
+
+
+_RELATIONS = ("lt", "leq", "gt", "geq")
+_LOGICAL = ("and", "or", "not", "xor")
+
+
+def time_switches(st, tree: tuple) -> list[tuple] | None:
+    """The switching times of a condition that depends on time alone, else ``None``.
+
+    A condition qualifies when it is built with ``and``/``or``/``not``/``xor`` from
+    comparisons ``time < c`` (``<=``, ``>``, ``>=``, either way round) with ``c`` free of
+    time and state (numbers, constant symbols, assignment rules of those), and
+    constant comparisons. Its truth can then change only at the times ``c``: the
+    returned trees, evaluated once at the start. Such a condition (a dosing schedule,
+    an input switched off at ``t_end``) needs no root finding: the integrator stops at
+    the switching times exactly.
+    """
+    points: list[tuple] = []
+
+    def free(t: tuple, seen=frozenset()) -> bool:
+        tag = t[0]
+        if tag in ("num", "nan", "true", "false", "avogadro"):
+            return True
+        if tag == "name":
+            name = t[1]
+            if name in st.const_index:
+                return True
+            if name in st.assigned and name not in seen:
+                return free(st.assigned[name], seen | {name})
+            return False
+        if tag == "op":
+            return all(free(k, seen) for k in t[2:])
+        if tag == "call":
+            return free(st.inline(t), seen)
+        return False
+
+    def walk(t: tuple) -> bool:
+        tag = t[0]
+        if tag == "call":
+            return walk(st.inline(t))
+        if tag == "op" and t[1] in _LOGICAL:
+            return all(walk(k) for k in t[2:])
+        if tag == "op" and t[1] in _RELATIONS and len(t) == 4:
+            a, b = t[2], t[3]
+            if a == ("time",) and free(b):
+                points.append(b)
+                return True
+            if b == ("time",) and free(a):
+                points.append(a)
+                return True
+        return free(t)
+
+    return points if walk(tree) and points else None
