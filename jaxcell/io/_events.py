@@ -339,10 +339,12 @@ def solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments,
     term = diffrax.ODETerm(vf)
     # Triggers are checked at step ends: a trigger that turns true and false again inside
     # one step would be missed, so steps are at most 1/100 of the time span.
-    # (Only needed when something is watched by root finding.)
+    # Delay models keep it too: the cubic Hermite history between accepted steps is
+    # only as accurate as the steps are short. Models whose only discontinuities are
+    # time switches need neither.
     controller = diffrax.PIDController(
         rtol=rtol, atol=atol,
-        dtmax=(ts[-1] - ts[0]) / 100.0 if (n_ev or watched) else None)
+        dtmax=(ts[-1] - ts[0]) / 100.0 if (n_ev or watched or use_history) else None)
 
     def crossing(t, x, hist, flags, z):
         """One value per trigger and discontinuity: <= 0 while nothing has changed,
