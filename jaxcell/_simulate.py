@@ -32,9 +32,11 @@ def default_solver() -> diffrax.AbstractSolver:
     Rodas5 is an L-stable, stiffly accurate Rosenbrock method of order 5(4): one
     Jacobian and one LU factorisation per step, no Newton iterations. Most biochemical
     models are stiff, so the default must be stiff-capable; among the stiff solvers we
-    measured it was the fastest on small and medium models (about 5x faster per
+    measured it was the fastest on small and medium models (6.8x faster per
     simulation than diffrax's Kvaerno5 with a chord root finder on the repressilator,
-    3.7x on the Kholodenko MAPK cascade) and it compiles faster. Its Jacobian is dense,
+    5.1x on the Kholodenko MAPK cascade; 2-core CPU) and it compiles faster. A BDF
+    method with Jacobian reuse (CVODE's strategy) was considered and not written: see
+    ``docs/concepts/simulate-and-solvers.md``. Its Jacobian is dense,
     so for models with many hundreds of state variables pass a solver explicitly, e.g.
     ``diffrax.Kvaerno5(root_finder=diffrax.with_stepsize_controller_tols(
     optimistix.Chord)())``.
