@@ -41,12 +41,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/ensemble.py --json bench-results/ensemble.json
 	$(PY) benchmarks/compile_time.py --json bench-results/compile_time.json
 	$(PY) benchmarks/sbml_import.py --json bench-results/sbml_import.json
+	$(PY) benchmarks/work_precision.py --json bench-results/work_precision.json
 
 bench-quick: $(STAMP)
 	mkdir -p bench-results
 	$(PY) benchmarks/ensemble.py --quick --json bench-results/ensemble.json
 	$(PY) benchmarks/compile_time.py --quick --json bench-results/compile_time.json
 	$(PY) benchmarks/sbml_import.py --quick --json bench-results/sbml_import.json
+	$(PY) benchmarks/work_precision.py --quick --json bench-results/work_precision.json
 
 ## The SBML Test Suite semantic cases through jaxcell.io (all cases, JOBS workers).
 SBML_SUITE ?= ../shared/data/sbml-test-suite

@@ -130,6 +130,21 @@ def _build_key(sbml_path: str, name: str, observables: dict[str, str],
 def build(sbml_path: str, name: str, outdir: str,
           observables: dict[str, str] | None = None,
           fixed: list[str] | None = None) -> Handle:
+    """:func:`_build` under an exclusive lock on ``<outdir>.lock``: two processes building
+    into one folder (``ensemble.py`` and ``work_precision.py`` share their builds) break
+    each other's CMake build."""
+    import fcntl
+
+    lock_path = os.fspath(outdir).rstrip("/") + ".lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(sbml_path, name, outdir, observables, fixed)
+
+
+def _build(sbml_path: str, name: str, outdir: str,
+           observables: dict[str, str] | None = None,
+           fixed: list[str] | None = None) -> Handle:
     """Import an SBML model with AMICI, compile it into ``outdir`` and load it.
 
     ``name`` must be a valid Python module name, unique within a process.

@@ -72,7 +72,6 @@ first time for the AMICI builds.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
 from dataclasses import dataclass, field
@@ -417,13 +416,8 @@ def amici_model(s: _models.Spec) -> tuple[Any, float]:
                 path.write_text(s.sbml)
             return _amici.build(str(path), f"jaxcell_wp_{s.name}", str(out), observables=obs)
 
-        AMICI_DIR.mkdir(parents=True, exist_ok=True)
-        with open(AMICI_DIR / f"{s.name}.lock", "w") as lock:
-            # one build at a time per folder: two processes building into the same folder
-            # (ensemble.py shares it) break each other's CMake build ("dwdx.cpp: No such
-            # file"); ensemble.py does not take this lock yet
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            seconds, h = C.timed(build)
+        # (_amici.build locks the folder: ensemble.py shares these builds)
+        seconds, h = C.timed(build)
         _AMICI_HANDLES[s.name] = (h, seconds)
     return _AMICI_HANDLES[s.name]
 
