@@ -166,6 +166,13 @@ class Results:
     def elapsed(self) -> float:
         return time.perf_counter() - self.t_start
 
+    def finish(self, json_path: str | None) -> None:
+        """Print the notes and, if a path is given, write the JSON."""
+        for n in self.notes:
+            print(f"NOTE: {n}")
+        if json_path:
+            self.write_json(json_path)
+
     def write_json(self, path: str) -> None:
         machine = dict(self.machine)
         machine["loadavg_end"] = _loadavg()

@@ -216,10 +216,7 @@ def main() -> None:
     for r in res.rows:
         if r["case"] == ratio_case:
             print(f"{ratio_case}: {r['metric']}: {r['value']:.3g}x")
-    for n in res.notes:
-        print(f"NOTE: {n}")
-    if args.json:
-        res.write_json(args.json)
+    res.finish(args.json)
 
 
 if __name__ == "__main__":

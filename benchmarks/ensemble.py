@@ -459,10 +459,7 @@ def main() -> None:
              "(the other layouts' times are there too)")
     print(f"\n== ensemble.py results (total {res.elapsed():.0f} s) ==")
     print_speedups(res, sizes)
-    for note in res.notes:
-        print(f"NOTE: {note}")
-    if args.json:
-        res.write_json(args.json)
+    res.finish(args.json)
 
 
 if __name__ == "__main__":

@@ -293,10 +293,7 @@ def main() -> None:
                   title="PEtab models (default condition; ratio < 1: jaxcell faster)")
     scale_rows = SimpleNamespace(rows=[r for r in res.rows if r["case"] not in petab_cases])
     C.print_table(scale_rows, ["jaxcell", "roadrunner"], title="Scaling with network size")
-    for n in res.notes:
-        print(f"NOTE: {n}")
-    if args.json:
-        res.write_json(args.json)
+    res.finish(args.json)
 
 
 if __name__ == "__main__":

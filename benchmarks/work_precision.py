@@ -779,10 +779,7 @@ def main() -> None:
     for name, table in wp_tables.items():
         print_wp(name, table)
     print()
-    for n in res.notes:
-        print(f"NOTE: {n}")
-    if args.json:
-        res.write_json(args.json)
+    res.finish(args.json)
 
 
 if __name__ == "__main__":
