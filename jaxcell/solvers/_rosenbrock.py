@@ -210,8 +210,9 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
 
     A linearly implicit method: each step computes one Jacobian ``J = df/dy`` (by
     ``jax.jacfwd``) and the time derivative ``df/dt`` (by ``jax.jvp``) at the start of
-    the step, factorises ``I - gamma h J`` once (LU, ``gamma = 0.19``) and solves one
-    linear system per stage: no Newton iterations. In the transformed form of Hairer and
+    the step, factorises ``I - gamma h J`` once (LU, ``gamma = 0.19``; for small systems
+    it forms the inverse, see ``explicit_inverse``) and solves one linear system per
+    stage: no Newton iterations. In the transformed form of Hairer and
     Wanner (1996, IV.7):
 
     ``(I/(gamma h) - J) k_i = f(t0 + c_i h, y0 + sum_j a_ij k_j) + sum_j (C_ij / h) k_j
@@ -286,7 +287,7 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
         inverse = self.explicit_inverse
         if inverse is None:
             inverse = n <= INVERSE_THRESHOLD
-        lu = _factor(jnp.eye(n, dtype=dtype) / GAMMA - hjac, inverse)
+        w_fac = _factor(jnp.eye(n, dtype=dtype) / GAMMA - hjac, inverse)
 
         # Multiplied through by h: (I/gamma - hJ) k_i = h f(t0 + c_i h, y0 + alpha_i . k)
         #                                              + C_i . k + d_i h (h df/dt).
@@ -302,7 +303,7 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
             def stage(i, ks):
                 point = y0_flat + alpha[i] @ ks
                 rhs = g(t0 + cs[i] * h, point) + (ds[i] * h) * g_t + cmat[i] @ ks
-                return ks.at[i].set(_solve(lu, rhs, inverse))
+                return ks.at[i].set(_solve(w_fac, rhs, inverse))
 
             ks = jax.lax.fori_loop(0, len(A), stage, jnp.zeros((len(A), n), dtype))
         else:
@@ -313,7 +314,7 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
                                       jnp.zeros_like(y0_flat))
                 rhs = g(t0 + CS[i] * h, point) + (D[i] * h) * g_t
                 rhs = rhs + sum((c * k for c, k in zip(C[i], klist)), jnp.zeros_like(y0_flat))
-                klist.append(_solve(lu, rhs, inverse))
+                klist.append(_solve(w_fac, rhs, inverse))
             ks = jnp.stack(klist)
         y1_flat = y0_flat + alpha[-1] @ ks + ks[-1]
         y_error = unravel(ks[-1])
