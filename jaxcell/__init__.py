@@ -17,6 +17,7 @@ from . import io as io
 from . import models as models
 from . import neural as neural
 from . import solvers as solvers
+from . import tissue as tissue
 from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._composite import Composite as Composite
 from ._composite import as_composite as as_composite
