@@ -1,8 +1,14 @@
-"""Tissue scale: regular grids and diffusing fields (finite volumes)."""
+"""Tissue scale: grids and diffusing fields (finite volumes), neighbour graphs and
+contact signalling."""
 
+from ._contact import ContactAverage as ContactAverage
 from ._field import DiffusingField as DiffusingField
 from ._grid import AbstractBoundary as AbstractBoundary
 from ._grid import Dirichlet as Dirichlet
 from ._grid import Grid as Grid
 from ._grid import NoFlux as NoFlux
 from ._grid import Periodic as Periodic
+from ._lattice import Neighbours as Neighbours
+from ._lattice import from_positions as from_positions
+from ._lattice import hex_lattice as hex_lattice
+from ._lattice import square_lattice as square_lattice
