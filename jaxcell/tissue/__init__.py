@@ -12,3 +12,4 @@ from ._lattice import Neighbours as Neighbours
 from ._lattice import from_positions as from_positions
 from ._lattice import hex_lattice as hex_lattice
 from ._lattice import square_lattice as square_lattice
+from ._mechanics import SoftSpheres as SoftSpheres
