@@ -13,6 +13,7 @@ if _os.environ.get("JAXCELL_DISABLE_X64", "0") in ("", "0", "false", "False"):
     _jax.config.update("jax_enable_x64", True)
 
 from . import analysis as analysis
+from . import cellular as cellular
 from . import io as io
 from . import models as models
 from . import neural as neural
