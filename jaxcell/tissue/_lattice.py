@@ -66,6 +66,19 @@ def _from_lists(lists: list[list[int]], positions: np.ndarray) -> Neighbours:
                       jnp.asarray(mask.reshape(len(lists), k)), jnp.asarray(positions))
 
 
+def _cell_indices(cells, nx: int, ny: int, periodic: bool) -> list[int]:
+    """Indices ``row * nx + column`` of lattice positions, wrapped around when
+    ``periodic``, dropped when outside the lattice otherwise."""
+    out = []
+    for c, r in cells:
+        if periodic:
+            c, r = c % nx, r % ny
+        elif not (0 <= c < nx and 0 <= r < ny):
+            continue
+        out.append(r * nx + c)
+    return out
+
+
 def hex_lattice(nx: int, ny: int, *, periodic: bool = True) -> Neighbours:
     """A hexagonal lattice of ``nx`` columns and ``ny`` rows (odd rows shifted right by
     half a cell; unit distance between neighbouring centres); 6 neighbours per cell, or
@@ -84,14 +97,7 @@ def hex_lattice(nx: int, ny: int, *, periodic: bool = True) -> Neighbours:
             cand = [(c - 1, r), (c + 1, r)]
             for dr in (-1, 1):
                 cand += [(c - 1 + shift, r + dr), (c + shift, r + dr)]
-            out = []
-            for cc, rr in cand:
-                if periodic:
-                    cc, rr = cc % nx, rr % ny
-                elif not (0 <= cc < nx and 0 <= rr < ny):
-                    continue
-                out.append(rr * nx + cc)
-            lists.append(out)
+            lists.append(_cell_indices(cand, nx, ny, periodic))
             pos.append((c + 0.5 * shift, r * np.sqrt(3.0) / 2.0))
     return _from_lists(lists, np.asarray(pos))
 
@@ -106,14 +112,8 @@ def square_lattice(nx: int, ny: int, *, periodic: bool = True) -> Neighbours:
     lists, pos = [], []
     for r in range(ny):
         for c in range(nx):
-            out = []
-            for cc, rr in ((c - 1, r), (c + 1, r), (c, r - 1), (c, r + 1)):
-                if periodic:
-                    cc, rr = cc % nx, rr % ny
-                elif not (0 <= cc < nx and 0 <= rr < ny):
-                    continue
-                out.append(rr * nx + cc)
-            lists.append(out)
+            cand = [(c - 1, r), (c + 1, r), (c, r - 1), (c, r + 1)]
+            lists.append(_cell_indices(cand, nx, ny, periodic))
             pos.append((float(c), float(r)))
     return _from_lists(lists, np.asarray(pos))
 
