@@ -329,19 +329,10 @@ def test_is_adaptive_and_jittable_with_pytree_state():
 def test_stage_loop_and_unrolled_stages_agree():
     """The looped stages (large models) and the unrolled ones (small models) are the
     same method: identical steps and results to round-off."""
-    import diffrax
-
-    from jaxcell.solvers import Rodas5
-
-    def f(t, y, args):
-        return jnp.stack([-0.04 * y[0] + 1e4 * y[1] * y[2],
-                          0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
-                          3e7 * y[1] ** 2 + 0.0 * t])
-
     out = []
     for loop in (True, False):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(f), Rodas5(stage_loop=loop), 0.0, 100.0, None,
+            diffrax.ODETerm(_robertson), Rodas5(stage_loop=loop), 0.0, 100.0, None,
             jnp.array([1.0, 0.0, 0.0]), saveat=diffrax.SaveAt(ts=jnp.linspace(0, 100, 11)),
             stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10))
         out.append((sol.ys, int(sol.stats["num_accepted_steps"])))
@@ -353,19 +344,10 @@ def test_explicit_inverse_and_lu_solves_agree():
     """Solving the stages with the explicit inverse of ``I/gamma - hJ`` (small systems)
     or with the LU factors (large systems) is the same method: on Robertson's stiff
     problem both follow the same steps, to round-off."""
-    import diffrax
-
-    from jaxcell.solvers import Rodas5
-
-    def f(t, y, args):
-        return jnp.stack([-0.04 * y[0] + 1e4 * y[1] * y[2],
-                          0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
-                          3e7 * y[1] ** 2 + 0.0 * t])
-
     out = []
     for inverse in (True, False):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(f), Rodas5(explicit_inverse=inverse), 0.0, 1e5, None,
+            diffrax.ODETerm(_robertson), Rodas5(explicit_inverse=inverse), 0.0, 1e5, None,
             jnp.array([1.0, 0.0, 0.0]), saveat=diffrax.SaveAt(ts=jnp.geomspace(1e-3, 1e5, 9)),
             stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-12))
         out.append((sol.ys, int(sol.stats["num_accepted_steps"])))
