@@ -35,6 +35,7 @@ from ._errors import (
 from ._errors import (
     WiringError as WiringError,
 )
+from ._discrete import DiscreteRule as DiscreteRule
 from ._generic import ODE as ODE
 from ._generic import Assignment as Assignment
 from ._generic import Coupling as Coupling
@@ -43,6 +44,9 @@ from ._process import (
 )
 from ._process import (
     AbstractDerivedProcess as AbstractDerivedProcess,
+)
+from ._process import (
+    AbstractDiscreteProcess as AbstractDiscreteProcess,
 )
 from ._process import (
     AbstractProcess as AbstractProcess,

@@ -22,6 +22,7 @@ from ._errors import ModelError, WiringError
 from ._process import (
     AbstractContinuousProcess,
     AbstractDerivedProcess,
+    AbstractDiscreteProcess,
     AbstractProcess,
     Ports,
     describe_paths,
@@ -370,6 +371,35 @@ class Composite(AbstractProcess):
             for p, v in total.items()
         }
         return nest_state(out)
+
+    @property
+    def discrete_processes(self) -> tuple[int, ...]:
+        """Indices (into :attr:`leaves`) of the discrete processes, in model order."""
+        return tuple(i for i, p in enumerate(self.leaves)
+                     if isinstance(p, AbstractDiscreteProcess))
+
+    def discrete_update(self, i: int, t: Array, y: State, key: Array,
+                        args: Any = None) -> State:
+        """Apply the update of the discrete process ``leaves[i]`` to the state ``y``."""
+        proc = self.leaves[i]
+        flat = self.derive(t, y, args)
+        view = StateView(flat, self.allowed[i], proc.name, self._labels())
+        out = proc.update(t, view, key, args)  # pyright: ignore
+        new = dict(flatten_state(y))
+        for path, value in out.items():
+            if path not in self.writable[i]:
+                raise WiringError(
+                    f"{_label(proc)} returned a new value for {path_str(path)!r}, which "
+                    f"it neither owns nor declares in 'changes'."
+                )
+            value = jnp.asarray(value)
+            if value.shape != new[path].shape:
+                raise WiringError(
+                    f"{_label(proc)} returned a value for {path_str(path)!r} with shape "
+                    f"{value.shape}; the variable has shape {new[path].shape}."
+                )
+            new[path] = value.astype(new[path].dtype)
+        return nest_state(new)
 
     def derived_at(self, t: Array, y: State, args: Any = None) -> State:
         """The full nested state (owned and derived) at one time point."""

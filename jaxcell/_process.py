@@ -98,6 +98,28 @@ class AbstractDerivedProcess(AbstractProcess):
         """Values of the variables this process sets."""
 
 
+class AbstractDiscreteProcess(AbstractProcess):
+    """A process that replaces state values at fixed intervals (a discrete-time rule).
+
+    Every ``interval`` time units after ``t0`` the integration stops, and
+    ``update(t, state, key, args)`` returns ``{path: new value}`` for paths the process
+    owns or declares in ``changes``; the integration then continues from the updated
+    state. Cell division and death, cellular-automaton rules and dosing schedules are
+    discrete processes. ``key`` is a :func:`jax.random.key` that is different at every
+    update time and reproducible from the key given to :func:`jaxcell.simulate`.
+
+    Variables a discrete process owns have zero time derivative unless a continuous
+    process changes them.
+    """
+
+    interval: eqx.AbstractVar[float]
+
+    @abc.abstractmethod
+    def update(self, t: Array, state: StateView, key: Array, args: Any
+               ) -> dict[Path, Array]:
+        """New values at update time ``t``."""
+
+
 # --------------------------------------------------------------------------------------
 # Parameter helpers shared by the concrete processes.
 

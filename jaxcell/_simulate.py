@@ -26,8 +26,14 @@ DEFAULT_ATOL = 1e-8
 DEFAULT_POINTS = 101
 
 
-def default_solver() -> diffrax.AbstractSolver:
-    """The solver :func:`simulate` uses when none is given: :class:`jaxcell.solvers.Rodas5`.
+DENSE_LIMIT = 500
+"""Above this many state variables :func:`default_solver` picks an explicit method."""
+
+
+def default_solver(n_states: int | None = None) -> diffrax.AbstractSolver:
+    """The solver :func:`simulate` uses when none is given: :class:`jaxcell.solvers.Rodas5`
+    for models with up to ``DENSE_LIMIT`` (500) state variables, ``diffrax.Tsit5()``
+    above.
 
     Rodas5 is an L-stable, stiffly accurate Rosenbrock method of order 5(4): one
     Jacobian and one LU factorisation per step, no Newton iterations. Most biochemical
@@ -36,11 +42,17 @@ def default_solver() -> diffrax.AbstractSolver:
     simulation than diffrax's Kvaerno5 with a chord root finder on the repressilator,
     5.1x on the Kholodenko MAPK cascade; 2-core CPU) and it compiles faster. A BDF
     method with Jacobian reuse (CVODE's strategy) was considered and not written: see
-    ``docs/concepts/simulate-and-solvers.md``. Its Jacobian is dense,
-    so for models with many hundreds of state variables pass a solver explicitly, e.g.
-    ``diffrax.Kvaerno5(root_finder=diffrax.with_stepsize_controller_tols(
-    optimistix.Chord)())``.
+    ``docs/concepts/simulate-and-solvers.md``.
+
+    Its Jacobian is dense: ``n`` forward-mode passes and an ``n³`` factorisation per
+    step, which past a few hundred variables (tissues of many cells) costs more than an
+    explicit method's extra steps on the mildly stiff models of that size (per-cell
+    gene circuits coupled by diffusion). So large models default to Tsit5, an explicit
+    Runge-Kutta method of order 5(4). A large *stiff* model then takes many small
+    steps (or stops at ``max_steps``): pass ``solver=`` explicitly.
     """
+    if n_states is not None and n_states > DENSE_LIMIT:
+        return diffrax.Tsit5()
     return Rodas5()
 
 
@@ -54,6 +66,7 @@ def default_controller(
 
 # Made once: building diffrax modules costs tens of microseconds per call.
 _DEFAULT_SOLVER = default_solver()
+_EXPLICIT_SOLVER = diffrax.Tsit5()
 _DEFAULT_ADJOINT = diffrax.RecursiveCheckpointAdjoint()
 _NO_PROGRESS = diffrax.NoProgressMeter()
 
@@ -255,6 +268,7 @@ def simulate(
     event: diffrax.Event | None = None,
     progress_meter: diffrax.AbstractProgressMeter | None = None,
     dtype: Any = None,
+    key: Any = None,
 ) -> Trajectory:
     """Integrate a model from ``t0`` to ``t1`` and return its :class:`Trajectory`.
 
@@ -303,6 +317,15 @@ def simulate(
             name): ``{"p_lacI": 5.0}``.
         args: passed to every process as ``args``.
         dtype: floating dtype of the computation (default ``float64``).
+        key: a :func:`jax.random.key` for the random choices of discrete processes
+            (stochastic division, death); default ``jax.random.key(0)``, so runs are
+            reproducible. Ignored by models without discrete processes.
+
+    **Models with discrete processes** (division, death, cellular automata: see
+    :class:`AbstractDiscreteProcess`) are integrated interval by interval, with the
+    discrete updates applied at ``t0 + k·h`` (``h`` the shortest interval). Then
+    ``t1 - t0`` must be a whole number of intervals, save times must be update times
+    (default: up to 101 of them), and ``event`` is not supported.
 
     Returns:
         A :class:`Trajectory`.
@@ -337,10 +360,13 @@ def simulate(
         if float(t0) == float(t1):
             raise SimulationError(f"t0 and t1 must differ; both are {t0}.")
     t0, t1 = _as_array(t0), _as_array(t1)
-    saveat = _as_saveat(saveat, t0, t1)
+    if not composite.discrete_processes:
+        saveat = _as_saveat(saveat, t0, t1)
     y0 = None if y0 is None else jax.tree_util.tree_map(_as_array, y0)
     dt0 = None if dt0 is None else _as_array(dt0)
-    solver = _DEFAULT_SOLVER if solver is None else solver
+    if solver is None:
+        n_states = composite.spec.size
+        solver = _DEFAULT_SOLVER if n_states <= DENSE_LIMIT else _EXPLICIT_SOLVER
     if stepsize_controller is None:
         stepsize_controller = default_controller()
         if dt0 is None and not isinstance(solver, diffrax.AbstractAdaptiveSolver):
@@ -350,9 +376,42 @@ def simulate(
             )
     adjoint = _DEFAULT_ADJOINT if adjoint is None else adjoint
     progress_meter = _NO_PROGRESS if progress_meter is None else progress_meter
+    if composite.discrete_processes:
+        return _simulate_hybrid(composite, y0, t0, t1, saveat, solver,
+                                stepsize_controller, adjoint, max_steps, throw, args,
+                                event, key, dtype)
     return _solve(composite, y0, t0, t1, dt0, saveat, solver, stepsize_controller,
                   adjoint, max_steps, throw, args, _wrap_event(event), progress_meter,
                   dtype)
+
+
+def _simulate_hybrid(composite, y0, t0, t1, saveat, solver, controller, adjoint,
+                     max_steps, throw, args, event, key, dtype) -> Trajectory:
+    from ._hybrid import make_schedule, solve_hybrid
+
+    if event is not None:
+        raise SimulationError(
+            "event is not supported for models with discrete processes; express the "
+            "condition as a discrete process, or simulate the continuous part alone."
+        )
+    if not (is_concrete(t0) and is_concrete(t1)):
+        raise SimulationError(
+            "Models with discrete processes need concrete t0 and t1 (the number of "
+            "discrete updates fixes the shape of the computation); they cannot be traced."
+        )
+    schedule = make_schedule(composite, float(t0), float(t1), saveat)
+    if key is None:
+        key = jax.random.key(0)
+    elif not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        key = jnp.asarray(key)
+        if key.dtype != jnp.uint32 or key.shape != (2,):
+            raise SimulationError(
+                f"key must be a jax.random.key (or a legacy uint32[2] PRNGKey); got "
+                f"dtype {key.dtype} and shape {key.shape}."
+            )
+        key = jax.random.wrap_key_data(key)
+    return solve_hybrid(composite, y0, t0, schedule, solver, controller, adjoint,
+                        max_steps, throw, args, key, dtype)
 
 
 def count_compilations():

@@ -11,6 +11,7 @@ addressable by name.
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -145,6 +146,11 @@ class StateSpec:
                 return v
         known = [path_str(q) for q, _ in self.owned + self.derived]
         raise KeyError(f"No variable at {path_str(p)!r}.{_suggest(path_str(p), known)}")
+
+    @property
+    def size(self) -> int:
+        """The number of integrated scalars (the length of the solver's state)."""
+        return sum(math.prod(v.shape) for _, v in self.owned)
 
     @property
     def paths(self) -> tuple[Path, ...]:
