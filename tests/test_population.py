@@ -1,0 +1,194 @@
+"""Cell populations: fixed capacity, alive mask, growth, division, death, PerCell."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcell as jc
+from jaxcell.cellular import (
+    Adder,
+    Binomial,
+    Copy,
+    Death,
+    Division,
+    Halve,
+    PerCell,
+    Population,
+    Sizer,
+)
+
+MU = float(np.log(2.0))  # one doubling per time unit
+H = 0.005  # discrete interval: division happens at most 0.35 % of V late
+TSIT = diffrax.Tsit5()
+
+
+def _divisions(traj, pop="cells"):
+    """(birth volume, division volume) of every division seen in a trajectory saved at
+    every interval: a slot whose volume halves between two saves divided then."""
+    v = np.asarray(traj[f"cellular/{pop}/volume"])
+    a = np.asarray(traj[f"cellular/{pop}/alive"])
+    vb = np.asarray(traj[f"cellular/{pop}/birth_volume"])
+    t = np.asarray(traj.ts)
+    hit = (a[:-1] > 0.5) & (v[1:] < 0.75 * v[:-1])
+    born_at = np.broadcast_to(t[:-1, None], hit.shape)
+    return vb[:-1][hit], v[:-1][hit], born_at[hit]
+
+
+@pytest.fixture(scope="module")
+def size_control():
+    out = {}
+    for rule in (Adder(1.0, cv=0.1), Sizer(2.0, cv=0.1)):
+        pop = Population("cells", capacity=8192, n_initial=48, volume=1.0, growth_rate=MU)
+        div = Division("division", pop, rule, interval=H)
+        traj = jc.simulate([pop, div], 0.0, 7.0, saveat=np.arange(0.0, 7.0 + H / 2, H),
+                           solver=TSIT, key=jax.random.key(3))
+        out[type(rule).__name__] = traj
+    return out
+
+
+def test_adder_gives_slope_one_and_the_predicted_birth_size_spread(size_control):
+    # Amir 2014: V_d = V_b + Δ(1+ε) has slope 1 of V_d on V_b, <V_b> = Δ and
+    # CV(V_b) = CV(Δ)/sqrt(3) (REFERENCE-MODELS C3: slope ±0.05, CV within 5 %).
+    vb, vd, t = _divisions(size_control["Adder"])
+    late = t > 3.5  # cells born after the founders' sizes are forgotten (3+ cycles)
+    assert late.sum() > 2000
+    slope = np.polyfit(vb[late], vd[late], 1)[0]
+    assert abs(slope - 1.0) < 0.05
+    np.testing.assert_allclose(vb[late].mean(), 1.0, rtol=0.02)
+    cv = vb[late].std() / vb[late].mean()
+    np.testing.assert_allclose(cv, 0.1 / np.sqrt(3), rtol=0.05)
+
+
+def test_sizer_gives_slope_zero(size_control):
+    vb, vd, t = _divisions(size_control["Sizer"])
+    late = t > 3.5
+    slope = np.polyfit(vb[late], vd[late], 1)[0]
+    assert abs(slope) < 0.05
+
+
+def test_division_conserves_volume_so_total_volume_grows_exponentially(size_control):
+    traj = size_control["Adder"]
+    v = np.asarray(traj["cellular/cells/volume"])
+    a = np.asarray(traj["cellular/cells/alive"])
+    total = (v * a).sum(axis=1)
+    np.testing.assert_allclose(total, 48.0 * np.exp(MU * np.asarray(traj.ts)), rtol=1e-6)
+    # ... and the number of cells is the total volume over the mean cell volume, which
+    # in balanced exponential growth with division at twice the birth size 1 is
+    # ∫_0^1 2 ln2 · 2^-a · 2^a da = 2 ln 2 (age density 2 ln2 · 2^-a).
+    np.testing.assert_allclose(a[-1].sum(), 48.0 * 2**7 / (2 * np.log(2.0)), rtol=0.05)
+
+
+def test_capacity_overflow_is_an_error_not_a_silent_drop():
+    pop = Population("cells", capacity=4, n_initial=3, growth_rate=MU)
+    div = Division("division", pop, Sizer(1.5), interval=0.01)
+    with pytest.raises(Exception, match="capacity 4 exceeded"):
+        jc.simulate([pop, div], 0.0, 1.0, saveat=[1.0])
+
+
+def test_dividers_halve_copy_and_binomial():
+    pop = Population("cells", capacity=2000, n_initial=1000, growth_rate=MU)
+    stuff = jc.ODE("stuff", {"amount": jnp.full(2000, 100.0), "conc": jnp.full(2000, 3.0),
+                             "count": jnp.full(2000, 400.0)},
+                   lambda t, y, p: {}, scale="cellular")
+    div = Division("division", pop, Sizer(1.5), interval=0.1,
+                   dividers={"cellular/stuff/amount": Halve(),
+                             "cellular/stuff/conc": Copy(),
+                             "cellular/stuff/count": Binomial()})
+    traj = jc.simulate([pop, stuff, div], 0.0, 1.0, saveat=[0.0, 1.0])
+    alive = np.asarray(traj["cellular/cells/alive"][-1]) > 0.5
+    assert alive.sum() == 2000  # every founder divided once, into the free slots
+    amount = np.asarray(traj["cellular/stuff/amount"][-1])
+    np.testing.assert_allclose(amount, 50.0)
+    np.testing.assert_allclose(traj["cellular/stuff/conc"][-1], 3.0)
+    count = np.asarray(traj["cellular/stuff/count"][-1])
+    mother, daughter = count[:1000], count[1000:]
+    np.testing.assert_array_equal(mother + daughter, 400.0)  # exact conservation
+    np.testing.assert_array_equal(count, np.round(count))
+    # Binomial(400, 1/2): mean 200, variance 100 (1000 divisions; 5 standard errors).
+    assert abs(mother.mean() - 200.0) < 5 * 10 / np.sqrt(1000)
+    assert abs(mother.var() - 100.0) < 5 * 100 * np.sqrt(2 / 999)
+
+
+def test_death_at_a_constant_hazard_leaves_exp_minus_rate_t_alive():
+    pop = Population("cells", capacity=20000)
+    death = Death("death", pop, rate=0.5, interval=0.1)
+    traj = jc.simulate([pop, death], 0.0, 2.0, saveat=[0.0, 1.0, 2.0], key=jax.random.key(7))
+    frac = np.asarray(traj["cellular/cells/alive"]).mean(axis=1)
+    p = np.exp(-0.5 * np.array([0.0, 1.0, 2.0]))
+    sd = np.sqrt(p * (1 - p) / 20000)
+    assert np.all(np.abs(frac - p) <= 5 * sd + 1e-12)
+
+
+def test_death_by_condition_and_frozen_dead_cells():
+    pop = Population("cells", capacity=4, volume=jnp.array([1.0, 2.0, 3.0, 4.0]),
+                     growth_rate=1.0)
+    death = Death("death", pop, interval=0.5, condition=lambda t, x, p: x["v"] > 5.0,
+                  reads={"v": "cellular/cells/volume"})
+    traj = jc.simulate([pop, death], 0.0, 1.0, saveat=[0.5, 1.0],
+                       stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12))
+    e = np.e ** 0.5
+    # At t = 0.5 volumes are (1, 2, 3, 4)·e^0.5 = (1.6, 3.3, 4.9, 6.6): cell 4 dies and
+    # stops growing; at t = 1 the others are (1, 2, 3)·e = (2.7, 5.4, 8.2): two more die.
+    np.testing.assert_array_equal(traj["cellular/cells/alive"][0], [1, 1, 1, 0])
+    np.testing.assert_array_equal(traj["cellular/cells/alive"][1], [1, 0, 0, 0])
+    np.testing.assert_allclose(traj["cellular/cells/volume"][1],
+                               [e**2, 2 * e**2, 3 * e**2, 4 * e], rtol=1e-8)
+
+
+def test_per_cell_parameters_and_alive_mask():
+    decay = jc.ODE("x", {"m": 1.0}, lambda t, y, p: {"m": -p["k"] * y["m"]},
+                   parameters={"k": 1.0})
+    pop = Population("cells", capacity=3, n_initial=2)
+    cells = PerCell(decay, population=pop).replace_parameters(
+        {"k": jnp.array([0.5, 2.0, 1.0])})
+    traj = jc.simulate([pop, cells], 0.0, 1.5, saveat=[1.5],
+                       stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12))
+    # Cells 0 and 1 decay at their own rate; slot 2 is empty, so frozen.
+    np.testing.assert_allclose(traj["molecular/x/m"][-1],
+                               [np.exp(-0.75), np.exp(-3.0), 1.0], rtol=1e-8)
+    assert cells.parameters()["k"].shape == (3,)
+
+
+def test_per_cell_network_equals_each_cell_simulated_alone():
+    net = jc.models.repressilator()
+    n = 4
+    cells = PerCell(net, n_cells=n)
+    alphas = np.array([100.0, 150.0, 216.0, 300.0])
+    cells = cells.replace_parameters({"alpha": alphas}) if "alpha" in net.parameters() \
+        else cells
+    y0 = np.linspace(0.5, 5.0, n * 6).reshape(n, 6)
+    ctl = diffrax.PIDController(rtol=1e-9, atol=1e-11)
+    together = jc.simulate(cells, 0.0, 20.0, saveat=[20.0], stepsize_controller=ctl,
+                           y0={"molecular/repressilator/species": y0})
+    path = "molecular/repressilator/species"
+    for i in range(n):
+        one = net.replace_parameters({"alpha": alphas[i]}) if "alpha" in net.parameters() \
+            else net
+        alone = jc.simulate(one, 0.0, 20.0, saveat=[20.0], stepsize_controller=ctl,
+                            y0={path: y0[i]})
+        np.testing.assert_allclose(together[path][-1, i], alone[path][-1], rtol=1e-6)
+
+
+def test_bad_population_input():
+    with pytest.raises(jc.ModelError, match="capacity"):
+        Population("p", capacity=0)
+    with pytest.raises(jc.ModelError, match="n_initial"):
+        Population("p", capacity=3, n_initial=5)
+    with pytest.raises(jc.ModelError, match="volume"):
+        Population("p", capacity=3, volume=jnp.ones(2))
+    pop = Population("p", capacity=3)
+    with pytest.raises(jc.ModelError, match="rule"):
+        Division("d", pop, 2.0, interval=0.1)  # pyright: ignore
+    with pytest.raises(jc.ModelError, match="divider"):
+        Division("d", pop, Sizer(2.0), interval=0.1, dividers={"a/b/c": "halve"})
+    with pytest.raises(jc.ModelError, match="interval"):
+        Death("d", pop, interval=0.0)
+    with pytest.raises(jc.ModelError, match="rate"):
+        Death("d", pop, interval=1.0, rate=-1.0)
+    with pytest.raises(jc.ModelError, match="n_cells"):
+        PerCell(jc.models.repressilator(), n_cells=0)
+    with pytest.raises(jc.ModelError, match="shape"):
+        PerCell(jc.models.repressilator(), n_cells=2).replace_parameters(
+            {next(iter(jc.models.repressilator().parameters())): jnp.ones(3)})
