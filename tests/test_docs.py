@@ -39,6 +39,8 @@ PUBLIC_MODULES = (
     "jaxcell.molecular",
     "jaxcell.solvers",
     "jaxcell.io",
+    "jaxcell.cellular",
+    "jaxcell.tissue",
 )
 # Narrative pages whose ``python`` blocks are executed. Pages that compile several
 # solves (about 10 s or more) are slow tests.
@@ -49,6 +51,7 @@ EXECUTED_PAGES = (
     pytest.param("concepts/simulate-and-solvers.md", marks=pytest.mark.slow),
     "concepts/reaction-networks.md",
     "concepts/sbml.md",
+    "concepts/cells-and-tissues.md",
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
     pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
 )

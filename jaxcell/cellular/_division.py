@@ -212,6 +212,7 @@ class Division(AbstractDiscreteProcess):
 
     @property
     def target_path(self) -> Path:
+        """``("cellular", name, "target")``: each cell's division volume."""
         return ("cellular", self.name, "target")
 
     def ports(self) -> Ports:

@@ -93,14 +93,17 @@ class Population(AbstractContinuousProcess):
 
     @property
     def volume_path(self) -> Path:
+        """``("cellular", name, "volume")``."""
         return self._path("volume")
 
     @property
     def alive_path(self) -> Path:
+        """``("cellular", name, "alive")``: 1.0 for a cell, 0.0 for a free slot."""
         return self._path("alive")
 
     @property
     def birth_volume_path(self) -> Path:
+        """``("cellular", name, "birth_volume")``."""
         return self._path("birth_volume")
 
     def ports(self) -> Ports:

@@ -86,6 +86,7 @@ class DiffusingField(AbstractContinuousProcess):
 
     @property
     def path(self) -> Path:
+        """``("tissue", name, "concentration")``: the field, of the grid's shape."""
         return ("tissue", self.name, "concentration")
 
     def ports(self) -> Ports:

@@ -89,6 +89,7 @@ class Grid(eqx.Module):
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions (1 to 3)."""
         return len(self.shape)
 
     @property

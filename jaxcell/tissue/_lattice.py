@@ -32,6 +32,7 @@ class Neighbours(eqx.Module):
 
     @property
     def n_cells(self) -> int:
+        """The number of cells (nodes) of the graph."""
         return int(self.index.shape[0])
 
     def counts(self) -> Array:

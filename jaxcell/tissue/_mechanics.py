@@ -78,6 +78,7 @@ class SoftSpheres(AbstractContinuousProcess):
 
     @property
     def path(self) -> Path:
+        """``("cellular", name, "position")``: cell centres, shape ``(N, dim)``."""
         return ("cellular", self.name, "position")
 
     def ports(self) -> Ports:
