@@ -138,7 +138,9 @@ def as_parameter_array(owner: str, name: str, value: ArrayLike, dtype=None) -> A
         ) from e
     if not jnp.issubdtype(arr.dtype, jnp.inexact):
         arr = arr.astype(jnp.result_type(float))
-    return arr
+    # Strongly typed, so that replacing the value later (replace_in_dict gives strongly
+    # typed arrays) keeps the pytree structure and does not recompile.
+    return jnp.asarray(arr, dtype=arr.dtype)
 
 
 def is_concrete(x: Any) -> bool:
