@@ -22,6 +22,7 @@ from . import tissue as tissue
 from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._composite import Composite as Composite
 from ._composite import as_composite as as_composite
+from ._discrete import DiscreteRule as DiscreteRule
 from ._ensemble import ensemble as ensemble
 from ._errors import (
     JaxcellError as JaxcellError,
@@ -35,7 +36,6 @@ from ._errors import (
 from ._errors import (
     WiringError as WiringError,
 )
-from ._discrete import DiscreteRule as DiscreteRule
 from ._generic import ODE as ODE
 from ._generic import Assignment as Assignment
 from ._generic import Coupling as Coupling
@@ -85,6 +85,7 @@ from ._state import (
     nest_state as nest_state,
 )
 from ._trajectory import Trajectory as Trajectory
+from .io._checkpoint import simulate_checkpointed as simulate_checkpointed
 from .molecular import (
     AbstractRateLaw as AbstractRateLaw,
 )

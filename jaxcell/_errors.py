@@ -25,3 +25,10 @@ class ModelError(JaxcellError, ValueError):
 
 class SimulationError(JaxcellError, RuntimeError):
     """A simulation could not be carried out as asked (e.g. a bad time span)."""
+
+
+class CheckpointError(SimulationError):
+    """A checkpoint directory cannot be used as asked: it is a file, it holds
+    checkpoints of a different run, none of its checkpoints is readable, or a new
+    checkpoint could not be verified. Raised by
+    :func:`jaxcell.simulate_checkpointed`."""

@@ -52,6 +52,7 @@ EXECUTED_PAGES = (
     "concepts/reaction-networks.md",
     "concepts/sbml.md",
     "concepts/cells-and-tissues.md",
+    "concepts/checkpoints.md",
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
     pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
 )

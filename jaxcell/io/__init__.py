@@ -1,5 +1,8 @@
-"""Import models from standard formats: SBML (``load_sbml``, ``simulate_sbml``)."""
+"""Model import (SBML: ``load_sbml``, ``simulate_sbml``) and checkpointed long runs
+(``simulate_checkpointed``)."""
 
+from .._errors import CheckpointError as CheckpointError
+from ._checkpoint import simulate_checkpointed as simulate_checkpointed
 from ._errors import SBMLError as SBMLError
 from ._errors import SBMLUnsupportedError as SBMLUnsupportedError
 from ._model import SBMLModel as SBMLModel
