@@ -77,3 +77,29 @@ def test_bad_input_is_named():
         SoftSpheres("c", jnp.zeros((3, 2)), stiffness=-1.0)
     with pytest.raises(jc.ModelError, match="drag must be positive"):
         SoftSpheres("c", jnp.zeros((3, 2)), drag=0.0)
+
+
+def test_free_slots_of_a_population_neither_push_nor_move():
+    from jaxcell.cellular import Population
+
+    pop = Population("cells", capacity=4, n_initial=2)
+    # Two live cells overlapping, two free slots sitting right on top of them.
+    x0 = jnp.array([[0.0, 0.0], [1.5, 0.0], [0.0, 0.0], [1.5, 0.0]])
+    spheres = SoftSpheres("body", x0, radius=1.0, population=pop)
+    traj = jc.simulate([pop, spheres], 0.0, 20.0, saveat=[20.0])
+    x = np.asarray(traj["cellular/body/position"][-1])
+    # The live pair relaxes exactly as if alone (contact at 2 r, centre of mass fixed).
+    np.testing.assert_allclose(x[1, 0] - x[0, 0], 2.0, rtol=1e-6)
+    np.testing.assert_allclose(x[:2].mean(axis=0), [0.75, 0.0], atol=1e-12)
+    np.testing.assert_array_equal(x[2:], x0[2:])
+    with pytest.raises(jc.ModelError, match="capacity"):
+        SoftSpheres("body", x0[:3], population=pop)
+
+
+def test_displace_divider_keeps_the_centre_and_sets_the_distance():
+    from jaxcell.cellular import Displace
+
+    x = jnp.arange(12.0).reshape(6, 2)
+    mother, daughter = Displace(0.8).split(x, jax.random.key(0))
+    np.testing.assert_allclose((mother + daughter) / 2, x, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(daughter - mother, axis=1), 0.8, rtol=1e-12)

@@ -7,6 +7,7 @@ from ._division import Adder as Adder
 from ._division import Binomial as Binomial
 from ._division import Copy as Copy
 from ._division import Death as Death
+from ._division import Displace as Displace
 from ._division import Division as Division
 from ._division import Halve as Halve
 from ._division import Sizer as Sizer

@@ -68,6 +68,27 @@ class Binomial(AbstractDivider):
         return m, n - m
 
 
+class Displace(AbstractDivider):
+    """For positions, shape ``(capacity, dim)``: the daughters are placed ``distance``
+    apart along a random direction, centred on the mother's position (so the centre of
+    mass is kept). Use it with :class:`jaxcell.tissue.SoftSpheres`."""
+
+    distance: Array
+
+    def __init__(self, distance: ArrayLike):
+        self.distance = as_parameter_array("Displace", "distance", distance)
+        check_finite("Displace", "distance", self.distance, nonnegative=True)
+
+    def split(self, x, key):
+        if x.ndim != 2:
+            raise ModelError(f"Displace divides positions of shape (capacity, dim); got "
+                             f"shape {x.shape}.")
+        u = jax.random.normal(key, x.shape, x.dtype)
+        u = u / jnp.linalg.norm(u, axis=-1, keepdims=True)
+        step = 0.5 * self.distance * u
+        return x - step, x + step
+
+
 # -- size-control rules --------------------------------------------------------------
 
 

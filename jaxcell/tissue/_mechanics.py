@@ -35,6 +35,11 @@ class SoftSpheres(AbstractContinuousProcess):
     per-cell parameter. All pairs are evaluated as one ``(N, N)`` array operation,
     suited to up to a few thousand cells.
 
+    With a ``population`` (a :class:`jaxcell.cellular.Population` of capacity ``N``),
+    only alive cells exert and feel forces; free slots stay where they are. Two cells at
+    exactly the same point have no direction to push along and feel no force from each
+    other, so divide positions with :class:`jaxcell.cellular.Displace`.
+
     Examples:
         >>> import jaxcell as jc
         >>> from jaxcell.tissue import SoftSpheres
@@ -48,10 +53,12 @@ class SoftSpheres(AbstractContinuousProcess):
     name: str
     initial: Array
     params: dict[str, Array]
+    alive: Path | None = eqx.field(static=True)
 
     def __init__(self, name: str, positions: ArrayLike, *, radius: ArrayLike = 1.0,
                  stiffness: ArrayLike = 1.0, adhesion: ArrayLike = 0.0,
-                 adhesion_range: ArrayLike = 0.0, drag: ArrayLike = 1.0):
+                 adhesion_range: ArrayLike = 0.0, drag: ArrayLike = 1.0,
+                 population=None):
         owner = f"SoftSpheres {name!r}"
         x = as_parameter_array(owner, "positions", positions)
         if x.ndim != 2 or x.shape[1] not in (2, 3) or x.shape[0] < 1:
@@ -59,6 +66,18 @@ class SoftSpheres(AbstractContinuousProcess):
                              f"{x.shape}.")
         self.name = name
         self.initial = x
+        self.alive = None
+        if population is not None:
+            from ..cellular import Population
+
+            if not isinstance(population, Population):
+                raise ModelError(f"{owner}: population must be a jaxcell.cellular."
+                                 f"Population; got {type(population).__name__}.")
+            if population.capacity != x.shape[0]:
+                raise ModelError(f"{owner}: {x.shape[0]} positions but the population "
+                                 f"has capacity {population.capacity}; give one position "
+                                 f"per slot.")
+            self.alive = population.alive_path
         params = {"radius": as_parameter_array(owner, "radius", radius),
                   "stiffness": as_parameter_array(owner, "stiffness", stiffness),
                   "adhesion": as_parameter_array(owner, "adhesion", adhesion),
@@ -82,7 +101,8 @@ class SoftSpheres(AbstractContinuousProcess):
         return ("cellular", self.name, "position")
 
     def ports(self) -> Ports:
-        return Ports(owns={self.path: Var(tuple(self.initial.shape))})
+        reads = {} if self.alive is None else {self.alive: Var((self.initial.shape[0],))}
+        return Ports(owns={self.path: Var(tuple(self.initial.shape))}, reads=reads)
 
     def initial_values(self) -> dict[Path, Array]:
         return {self.path: self.initial}
@@ -94,15 +114,19 @@ class SoftSpheres(AbstractContinuousProcess):
         new = replace_in_dict(f"SoftSpheres {self.name!r}", self.params, values)
         return eqx.tree_at(lambda s: s.params, self, new)
 
-    def forces(self, x: Array) -> Array:
-        """Total pair force on each cell, shape ``(N, dim)``."""
+    def forces(self, x: Array, alive: Array | None = None) -> Array:
+        """Total pair force on each cell, shape ``(N, dim)`` (only between cells with
+        ``alive > 0.5`` when ``alive`` is given)."""
         p = self.params
         n = x.shape[0]
         r = jnp.broadcast_to(p["radius"], (n,))
         diff = x[:, None, :] - x[None, :, :]                      # x_i - x_j
-        off = ~jnp.eye(n, dtype=bool)
         d2 = jnp.sum(diff**2, axis=-1)
-        d = jnp.sqrt(jnp.where(off, d2, 1.0))                     # safe on the diagonal
+        off = ~jnp.eye(n, dtype=bool) & (d2 > 0)
+        if alive is not None:
+            live = alive > 0.5
+            off = off & live[:, None] & live[None, :]
+        d = jnp.sqrt(jnp.where(off, d2, 1.0))                     # safe where masked
         s = r[:, None] + r[None, :]
         gap = d - s
         push = p["stiffness"] * jnp.maximum(-gap, 0.0)
@@ -111,4 +135,5 @@ class SoftSpheres(AbstractContinuousProcess):
         return jnp.sum((magnitude / d)[:, :, None] * diff, axis=1)
 
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
-        return {self.path: self.forces(state[self.path]) / self.params["drag"]}
+        alive = None if self.alive is None else state[self.alive]
+        return {self.path: self.forces(state[self.path], alive) / self.params["drag"]}
