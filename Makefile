@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/compile_time.py --json bench-results/compile_time.json
 	$(PY) benchmarks/sbml_import.py --json bench-results/sbml_import.json
 	$(PY) benchmarks/work_precision.py --json bench-results/work_precision.json
+	$(PY) benchmarks/tissue_scaling.py --json bench-results/tissue_scaling.json
 
 bench-quick: $(STAMP)
 	mkdir -p bench-results
@@ -49,6 +50,7 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/compile_time.py --quick --json bench-results/compile_time.json
 	$(PY) benchmarks/sbml_import.py --quick --json bench-results/sbml_import.json
 	$(PY) benchmarks/work_precision.py --quick --json bench-results/work_precision.json
+	$(PY) benchmarks/tissue_scaling.py --quick --json bench-results/tissue_scaling.json
 
 ## The SBML Test Suite semantic cases through jaxcell.io (all cases, JOBS workers).
 SBML_SUITE ?= ../shared/data/sbml-test-suite

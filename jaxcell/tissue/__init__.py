@@ -6,6 +6,7 @@ from ._exchange import AbstractCellsOnField as AbstractCellsOnField
 from ._exchange import FieldExchange as FieldExchange
 from ._exchange import FieldSensor as FieldSensor
 from ._field import DiffusingField as DiffusingField
+from ._gap_junction import GapJunction as GapJunction
 from ._grid import AbstractBoundary as AbstractBoundary
 from ._grid import Dirichlet as Dirichlet
 from ._grid import Grid as Grid
