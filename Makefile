@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-## Simulate the built-in default model, print a summary and write a PNG plot.
+## Simulate the built-in default model (the French flag), print a summary, write PNG plots.
 demo: $(STAMP)
 	$(VENV)/bin/jaxcell demo --out demo-output
 

@@ -1,4 +1,5 @@
-"""Command-line interface: ``jaxcell demo`` and ``jaxcell simulate``."""
+"""Command-line interface: ``jaxcell demo`` (the French flag by default, or the
+repressilator) and ``jaxcell simulate``."""
 
 from __future__ import annotations
 
@@ -12,18 +13,30 @@ import numpy as np
 
 from ._progress import stage
 
+_DEMO_DEFAULTS = {"french-flag": (30.0, 121), "repressilator": (500.0, 2001)}
+
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.model == "repressilator":
+        return _demo_repressilator(args)
+    return _demo_french_flag(args)
+
+
+def _demo_french_flag(args: argparse.Namespace) -> int:
+    """The default demo: Wolpert's French flag (REFERENCE-MODELS T6)."""
+    import diffrax
     import jax
     import jax.numpy as jnp
 
-    from . import analysis, models
+    from . import models
     from ._simulate import default_solver, simulate
 
-    out_dir = args.out
-    os.makedirs(out_dir, exist_ok=True)
-    with stage("Building the default model (repressilator, Elowitz & Leibler 2000)"):
-        model = models.repressilator()
+    n_cells, lam, c0, thresholds, cell = 100, 20.0, 1.0, (0.5, 0.1), 30
+    kind = "bistable switch" if args.bistable else "Hill"
+    os.makedirs(args.out, exist_ok=True)
+    with stage(f"Building the default model (French flag, Wolpert 1969: {n_cells} cells, "
+               f"{kind} readouts)"):
+        model = models.french_flag(n_cells, lam, c0, *thresholds, bistable=args.bistable)
     ts = jnp.linspace(0.0, args.t1, args.points)
     with stage("Compiling and simulating (the first call compiles)"):
         t_start = time.perf_counter()
@@ -35,6 +48,142 @@ def _demo(args: argparse.Namespace) -> int:
     jax.block_until_ready(traj.values)
     again = time.perf_counter() - t_start
 
+    genes = np.asarray(traj["cellular/flag/genes"])        # (times, cells, 2)
+    field = np.asarray(traj["tissue/morphogen/concentration"])
+    x = np.asarray(models.flag_boundaries(genes[-1]))
+    L = float(n_cells)
+    print()
+    print(f"French flag: {n_cells} cells, morphogen decay length {lam:g} cells, "
+          f"c0 = {c0:g}, thresholds T1 = {thresholds[0]:g}, T2 = {thresholds[1]:g}; "
+          f"{kind} readouts; t in [0, {args.t1:g}] morphogen lifetimes")
+    print(f"  solver: {type(default_solver()).__name__}, rtol 1e-6, atol 1e-8, float64; "
+          f"{3 * n_cells} states; result: "
+          f"{'success' if bool(traj.success) else traj.messages()[0]}")
+    print(f"  steps: {int(traj.stats['num_accepted_steps'])} accepted, "
+          f"{int(traj.stats['num_rejected_steps'])} rejected")
+    print(f"  time: first call {first:.2f} s (includes compilation), "
+          f"second call {again * 1e3:.1f} ms")
+    print(f"  {'':10s} {'simulated':>10s} {'lam ln(c0/T)':>13s} {'finite tissue':>14s}")
+    for j, T in enumerate(thresholds):
+        ideal = lam * np.log(c0 / T)
+        finite = L - lam * np.arccosh(T / c0 * np.cosh(L / lam))
+        print(f"  boundary{j + 1} {x[j]:10.2f} {ideal:13.2f} {finite:14.2f}")
+    print("  (T6: 13.86 and 46.05 cells; the finite tissue's cosh profile bends the far "
+          "one outwards)")
+
+    if not args.bistable:
+        # The gradient across scales: how the tissue pattern moves with the source.
+        def boundaries(log_c0):
+            m = models.french_flag(n_cells, lam, jnp.exp(log_c0), *thresholds)
+            tr = simulate(m, 0.0, args.t1, saveat=[args.t1],
+                          adjoint=diffrax.ForwardMode())
+            return models.flag_boundaries(tr["cellular/flag/genes"][-1])
+
+        with stage("Differentiating the boundaries with respect to ln c0 (forward mode)"):
+            _, dx = jax.jvp(boundaries, (jnp.log(c0),), (1.0,))
+        dx = np.asarray(dx)
+        print(f"  d(boundary)/d ln c0: {dx[0]:.3f}, {dx[1]:.3f} cells "
+              f"(theory: lam coth((L - x)/lam) = "
+              f"{lam / np.tanh((L - x[0]) / lam):.3f}, {lam / np.tanh((L - x[1]) / lam):.3f})")
+
+    if not args.no_plot:
+        paths = _plot_french_flag(args.out, np.asarray(traj.ts), genes, field,
+                                  thresholds, x, cell, args.bistable, c0, lam)
+        print()
+        for path in paths:
+            print(f"Plot written to {path}")
+    return 0
+
+
+_FLAG_COLOURS = np.array([[0.0, 0.333, 0.643], [1.0, 1.0, 1.0], [0.937, 0.255, 0.208]])
+
+
+def _fates(genes: np.ndarray) -> np.ndarray:
+    """0 (blue: readout 1 on), 1 (white: only readout 2 on) or 2 (red: both off)."""
+    on = genes > 0.5
+    return np.where(on[..., 0], 0, np.where(on[..., 1], 1, 2))
+
+
+def _plot_french_flag(out_dir, t, genes, field, thresholds, x, cell, bistable, c0, lam):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_cells = field.shape[1]
+    centres = np.arange(n_cells) + 0.5
+    fig, (ax1, ax2, ax3) = plt.subplots(
+        3, 1, figsize=(9, 7.5), sharex=True,
+        gridspec_kw={"height_ratios": [2.2, 0.5, 2.2]})
+    ax1.semilogy(centres, field[-1], "k-", lw=2, label="morphogen c(x), final")
+    ax1.semilogy(centres, c0 * np.exp(-centres / lam), ":", color="0.4",
+                 label=rf"$c_0 e^{{-x/\lambda}}$, $\lambda$ = {lam:g}")
+    for j, (T, colour) in enumerate(zip(thresholds, ("tab:blue", "tab:red"))):
+        ax1.axhline(T, color=colour, ls="--", lw=1, label=f"T{j + 1} = {T:g}")
+        for ax in (ax1, ax3):
+            ax.axvline(x[j], color=colour, lw=1)
+    ax1.set_ylabel("morphogen concentration")
+    ax1.set_ylim(field[-1].min() / 2, 2.0 * field[-1].max())
+    ax1.legend(loc="upper right", fontsize="small")
+    readout = "bistable switch" if bistable else "Hill"
+    ax1.set_title(f"French flag (Wolpert 1969): {n_cells} cells, {readout} readouts; "
+                  f"boundaries at {x[0]:.2f} and {x[1]:.2f}")
+    ax2.imshow(_FLAG_COLOURS[_fates(genes[-1])][None], aspect="auto",
+               extent=(0, n_cells, 0, 1))
+    for edge in range(1, n_cells):
+        ax2.axvline(edge, color="0.6", lw=0.3)
+    ax2.set_yticks([])
+    ax2.set_ylabel("fate", rotation=0, ha="right", va="center")
+    ax3.imshow(_FLAG_COLOURS[_fates(genes)], aspect="auto", origin="lower",
+               extent=(0, n_cells, t[0], t[-1]), interpolation="nearest")
+    ax3.set_ylabel("time (morphogen lifetimes)")
+    ax3.set_xlabel("position x (cell widths from the source)")
+    fig.tight_layout()
+    pattern = os.path.join(out_dir, "french_flag.png")
+    fig.savefig(pattern, dpi=120)
+    plt.close(fig)
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    ax1.plot(t, field[:, cell], "k-", lw=2, label="morphogen c")
+    for j, (T, colour) in enumerate(zip(thresholds, ("tab:blue", "tab:red"))):
+        ax1.axhline(T, color=colour, ls="--", lw=1, label=f"threshold T{j + 1} = {T:g}")
+    ax1.set_ylabel("morphogen concentration")
+    ax1.legend(loc="center right", fontsize="small")
+    ax1.set_title(f"Cell {cell} (centre x = {cell + 0.5:g}): morphogen and readouts")
+    ax2.plot(t, genes[:, cell, 0], color="tab:blue", label="readout 1 (A1, threshold T1)")
+    ax2.plot(t, genes[:, cell, 1], color="tab:red", label="readout 2 (A2, threshold T2)")
+    ax2.axhline(0.5, color="0.5", ls=":", lw=1, label="half level (on/off)")
+    ax2.set_xlabel("time (morphogen lifetimes)")
+    ax2.set_ylabel("readout level")
+    ax2.legend(loc="center right", fontsize="small")
+    fig.tight_layout()
+    trajectory = os.path.join(out_dir, f"french_flag_cell{cell}.png")
+    fig.savefig(trajectory, dpi=120)
+    plt.close(fig)
+    return [pattern, trajectory]
+
+
+def _demo_repressilator(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from . import analysis, models
+    from ._simulate import default_solver, simulate
+
+    out_dir = args.out
+    os.makedirs(out_dir, exist_ok=True)
+    with stage("Building the repressilator (Elowitz & Leibler 2000)"):
+        model = models.repressilator()
+    ts = jnp.linspace(0.0, args.t1, args.points)
+    with stage("Compiling and simulating (the first call compiles)"):
+        t_start = time.perf_counter()
+        traj = simulate(model, 0.0, args.t1, saveat=ts)
+        jax.block_until_ready(traj.values)
+        first = time.perf_counter() - t_start
+    t_start = time.perf_counter()
+    traj = simulate(model, 0.0, args.t1, saveat=ts)
+    jax.block_until_ready(traj.values)
+    again = time.perf_counter() - t_start
     t = np.asarray(traj.ts)
     late = t >= 0.5 * args.t1
     print()
@@ -175,11 +324,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxcell", description="Differentiable multi-scale biological simulation."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="simulate the built-in default model and plot it")
-    demo.add_argument("--out", default="demo-output", help="folder for the plot")
-    demo.add_argument("--t1", type=float, default=500.0, help="end time")
-    demo.add_argument("--points", type=int, default=2001, help="number of saved times")
-    demo.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    demo = sub.add_parser(
+        "demo", help="simulate a built-in model (the French flag) and plot it",
+        description="Simulate a built-in model, print a summary and write PNG plots. The "
+                    "default is Wolpert's French flag: a morphogen gradient along a row "
+                    "of 100 cells, read by a gene circuit in every cell.")
+    demo.add_argument("--model", choices=sorted(_DEMO_DEFAULTS), default="french-flag",
+                      help="which model (default: french-flag)")
+    demo.add_argument("--out", default="demo-output", help="folder for the plots")
+    demo.add_argument("--t1", type=float, default=None,
+                      help="end time (default: 30 for the French flag, 100 with "
+                           "--bistable, 500 for the repressilator)")
+    demo.add_argument("--points", type=int, default=None,
+                      help="number of saved times (default: 121, 201 or 2001)")
+    demo.add_argument("--bistable", action="store_true",
+                      help="French flag: bistable switch readouts (they remember)")
+    demo.add_argument("--no-plot", action="store_true", help="skip the PNGs")
     demo.set_defaults(func=_demo)
 
     sim = sub.add_parser(
@@ -206,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxcell`` command."""
     args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        t1, points = _DEMO_DEFAULTS[args.model]
+        if args.model == "french-flag" and args.bistable:
+            t1, points = 100.0, 201  # switching near a threshold is slow (saddle-node)
+        args.t1 = t1 if args.t1 is None else args.t1
+        args.points = points if args.points is None else args.points
     if args.command == "demo" and (args.t1 <= 0 or args.points < 2):
         print("jaxcell: --t1 must be positive and --points at least 2", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
-"""The command-line interface: ``jaxcell demo`` runs, prints a correct summary and writes
-a plot; ``jaxcell simulate model.xml`` writes a CSV that matches an analytic solution and
+"""The command-line interface: ``jaxcell demo`` (the French flag by default, the
+repressilator with ``--model repressilator``) runs, prints a correct summary and writes
+its plots; ``jaxcell simulate model.xml`` writes a CSV that matches an analytic solution and
 fails cleanly (one line on stderr, exit code 2) on bad input."""
 
 import subprocess
@@ -11,31 +12,60 @@ import pytest
 from jaxcell._cli import main
 
 
-def test_demo_in_process(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--t1", "300", "--points", "1501"]) == 0
+def _png(path):
+    assert path.exists() and path.stat().st_size > 10_000, path
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_french_flag_in_process(tmp_path, capsys):
+    """The default demo: two PNGs, and boundaries within one cell of lam ln(c0/T)
+    (REFERENCE-MODELS T6: 13.86 and 46.05 cells for lam = 20, c0 = 1, T = 0.5, 0.1)."""
+    assert main(["demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr()
-    png = tmp_path / "repressilator.png"
-    assert png.exists() and png.stat().st_size > 10_000
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _png(tmp_path / "french_flag.png")
+    _png(tmp_path / "french_flag_cell30.png")
+    assert "French flag" in out.out and "result: success" in out.out
+    rows = [ln.split() for ln in out.out.splitlines() if ln.strip().startswith("boundary")]
+    simulated = [float(r[1]) for r in rows]
+    theory = [20.0 * np.log(1.0 / T) for T in (0.5, 0.1)]
+    assert len(simulated) == 2
+    np.testing.assert_allclose(simulated, theory, atol=1.0)
+    # the cross-scale derivative it prints is lam coth((L - x)/lam), about 20 cells
+    line = next(ln for ln in out.out.splitlines() if "d(boundary)/d ln c0" in ln)
+    derivs = [float(v.rstrip(",")) for v in line.split(":")[1].split()[:2]]
+    np.testing.assert_allclose(derivs, 20.0 / np.tanh((100.0 - np.array(simulated)) / 20.0),
+                               rtol=1e-3)
+    assert "Compiling and simulating" in out.err  # progress goes to stderr
+
+
+def test_demo_repressilator_in_process(tmp_path, capsys):
+    assert main(["demo", "--model", "repressilator", "--out", str(tmp_path), "--t1", "300",
+                 "--points", "1501"]) == 0
+    out = capsys.readouterr()
+    _png(tmp_path / "repressilator.png")
     assert "result: success" in out.out
     # The summary's period estimate agrees with the published period (43.451).
     line = next(ln for ln in out.out.splitlines() if ln.strip().startswith("p_lacI"))
     assert abs(float(line.split()[-1]) / 43.451 - 1) < 2e-3
-    assert "Compiling and simulating" in out.err  # progress goes to stderr
 
 
 def test_bad_arguments(capsys):
     assert main(["demo", "--t1", "-5"]) == 2
+    assert main(["demo", "--points", "1"]) == 2
     with pytest.raises(SystemExit):
         main(["nonsense"])
+    with pytest.raises(SystemExit):
+        main(["demo", "--model", "nonsense"])
 
 
 def test_python_dash_m_entry_point(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "jaxcell", "demo", "--no-plot", "--t1", "100",
-                          "--points", "201", "--out", str(tmp_path)],
+    """``make demo`` runs this command (the default model, the French flag)."""
+    res = subprocess.run([sys.executable, "-m", "jaxcell", "demo", "--no-plot",
+                          "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "Repressilator" in res.stdout
+    assert "French flag" in res.stdout and "boundary1" in res.stdout
+    assert not list(tmp_path.glob("*.png"))
 
 
 # -- jaxcell simulate -------------------------------------------------------------------

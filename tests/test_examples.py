@@ -1,7 +1,9 @@
 """Every script in examples/ runs at its quick size.
 
 Each example defines ``main(quick: bool = False, out_dir: str | None = None) -> dict``;
-paths to ``.png`` files among the returned values must exist.
+paths to ``.png`` files among the returned values must exist. An example that fits
+parameters to data made from known values returns them as ``"fitted"`` and ``"true"``
+(dicts by name); the fit must recover them (relative error below ``RECOVERY_RTOL``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
+RECOVERY_RTOL = 0.01
 
 
 def _load(path: Path):
@@ -57,3 +60,9 @@ def test_example_runs_quick(path, tmp_path):
     for png in _pngs(result):
         assert png.is_file() and png.stat().st_size > 0, f"{path.name}: {png} missing"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{png} is not a PNG"
+    if "true" in result:
+        fitted, true = result["fitted"], result["true"]
+        assert set(fitted) == set(true), f"{path.name}: fitted {fitted}, true {true}"
+        for name, value in true.items():
+            assert abs(fitted[name] / value - 1.0) < RECOVERY_RTOL, (
+                f"{path.name}: {name} fitted {fitted[name]:.4g}, true {value:.4g}")

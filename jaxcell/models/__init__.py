@@ -1,5 +1,11 @@
 """Built-in reference models (see docs/models.md for equations and sources)."""
 
+from ._french_flag import (
+    flag_boundaries as flag_boundaries,
+)
+from ._french_flag import (
+    french_flag as french_flag,
+)
 from ._library import (
     goodwin as goodwin,
 )

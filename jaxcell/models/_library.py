@@ -1,7 +1,8 @@
-"""Canonical models of the molecular scale, built from jaxcell's own parts.
+"""Canonical models, built from jaxcell's own parts.
 
-Each function returns a :class:`jaxcell.ReactionNetwork` with the published parameters
-as defaults; every parameter and initial value can be overridden by keyword.
+The molecular-scale functions return a :class:`jaxcell.ReactionNetwork` with the
+published parameters as defaults; every parameter and initial value can be overridden by
+keyword. The multi-scale French flag is in ``_french_flag.py``.
 """
 
 from __future__ import annotations
