@@ -11,8 +11,8 @@ addressable by name.
 from __future__ import annotations
 
 import dataclasses
-import math
 import difflib
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
