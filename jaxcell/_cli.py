@@ -22,6 +22,24 @@ def _demo(args: argparse.Namespace) -> int:
     return _demo_french_flag(args)
 
 
+def _timed_simulate(model, t1: float, ts):
+    """Simulate twice: the trajectory, the first call's time (with compilation) and the
+    second call's."""
+    import jax
+
+    from ._simulate import simulate
+
+    with stage("Compiling and simulating (the first call compiles)"):
+        t_start = time.perf_counter()
+        traj = simulate(model, 0.0, t1, saveat=ts)
+        jax.block_until_ready(traj.values)
+        first = time.perf_counter() - t_start
+    t_start = time.perf_counter()
+    traj = simulate(model, 0.0, t1, saveat=ts)
+    jax.block_until_ready(traj.values)
+    return traj, first, time.perf_counter() - t_start
+
+
 def _demo_french_flag(args: argparse.Namespace) -> int:
     """The default demo: Wolpert's French flag (REFERENCE-MODELS T6)."""
     import diffrax
@@ -38,15 +56,7 @@ def _demo_french_flag(args: argparse.Namespace) -> int:
                f"{kind} readouts)"):
         model = models.french_flag(n_cells, lam, c0, *thresholds, bistable=args.bistable)
     ts = jnp.linspace(0.0, args.t1, args.points)
-    with stage("Compiling and simulating (the first call compiles)"):
-        t_start = time.perf_counter()
-        traj = simulate(model, 0.0, args.t1, saveat=ts)
-        jax.block_until_ready(traj.values)
-        first = time.perf_counter() - t_start
-    t_start = time.perf_counter()
-    traj = simulate(model, 0.0, args.t1, saveat=ts)
-    jax.block_until_ready(traj.values)
-    again = time.perf_counter() - t_start
+    traj, first, again = _timed_simulate(model, args.t1, ts)
 
     genes = np.asarray(traj["cellular/flag/genes"])        # (times, cells, 2)
     field = np.asarray(traj["tissue/morphogen/concentration"])
@@ -164,26 +174,17 @@ def _plot_french_flag(out_dir, t, genes, field, thresholds, x, cell, bistable, c
 
 
 def _demo_repressilator(args: argparse.Namespace) -> int:
-    import jax
     import jax.numpy as jnp
 
     from . import analysis, models
-    from ._simulate import default_solver, simulate
+    from ._simulate import default_solver
 
     out_dir = args.out
     os.makedirs(out_dir, exist_ok=True)
     with stage("Building the repressilator (Elowitz & Leibler 2000)"):
         model = models.repressilator()
     ts = jnp.linspace(0.0, args.t1, args.points)
-    with stage("Compiling and simulating (the first call compiles)"):
-        t_start = time.perf_counter()
-        traj = simulate(model, 0.0, args.t1, saveat=ts)
-        jax.block_until_ready(traj.values)
-        first = time.perf_counter() - t_start
-    t_start = time.perf_counter()
-    traj = simulate(model, 0.0, args.t1, saveat=ts)
-    jax.block_until_ready(traj.values)
-    again = time.perf_counter() - t_start
+    traj, first, again = _timed_simulate(model, args.t1, ts)
     t = np.asarray(traj.ts)
     late = t >= 0.5 * args.t1
     print()

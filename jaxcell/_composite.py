@@ -49,9 +49,11 @@ def _leaves(processes: Sequence[AbstractProcess]) -> list[AbstractProcess]:
 
 
 def _checked(
-    proc: AbstractProcess, values: Mapping[Path, Any], declared: Mapping[Path, Var], what: str
+    proc: AbstractProcess, values: Mapping[Path, Any], declared: Mapping[Path, Var], what: str,
+    *, partial: bool = False,
 ) -> dict[Path, Array]:
-    """``values`` as arrays, checked to cover exactly ``declared`` with the right shapes."""
+    """``values`` as arrays, checked to cover exactly ``declared`` (some of it, if
+    ``partial``) with the right shapes."""
     out: dict[Path, Array] = {}
     for path, value in values.items():
         if path not in declared:
@@ -67,7 +69,7 @@ def _checked(
             )
         out[path] = value
     missing = set(declared) - set(out)
-    if missing:
+    if missing and not partial:
         raise WiringError(
             f"{_label(proc)} gave no {what} for {describe_paths(sorted(missing))}."
         )
@@ -386,18 +388,8 @@ class Composite(AbstractProcess):
         view = StateView(flat, self.allowed[i], proc.name, self._labels())
         out = proc.update(t, view, key, args)  # pyright: ignore
         new = dict(flatten_state(y))
-        for path, value in out.items():
-            if path not in self.writable[i]:
-                raise WiringError(
-                    f"{_label(proc)} returned a new value for {path_str(path)!r}, which "
-                    f"it neither owns nor declares in 'changes'."
-                )
-            value = jnp.asarray(value)
-            if value.shape != new[path].shape:
-                raise WiringError(
-                    f"{_label(proc)} returned a value for {path_str(path)!r} with shape "
-                    f"{value.shape}; the variable has shape {new[path].shape}."
-                )
+        writable = {p: Var(new[p].shape) for p in self.writable[i]}
+        for path, value in _checked(proc, out, writable, "new value", partial=True).items():
             new[path] = value.astype(new[path].dtype)
         return nest_state(new)
 
