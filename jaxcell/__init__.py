@@ -14,6 +14,7 @@ if _os.environ.get("JAXCELL_DISABLE_X64", "0") in ("", "0", "false", "False"):
 
 from . import analysis as analysis
 from . import cellular as cellular
+from . import inference as inference
 from . import io as io
 from . import models as models
 from . import neural as neural

@@ -41,6 +41,7 @@ PUBLIC_MODULES = (
     "jaxcell.io",
     "jaxcell.cellular",
     "jaxcell.tissue",
+    "jaxcell.inference",
 )
 # Narrative pages whose ``python`` blocks are executed. Pages that compile several
 # solves (about 10 s or more) are slow tests.

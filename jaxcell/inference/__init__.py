@@ -1,0 +1,25 @@
+"""Parameter estimation: free parameters and their scales, experiments and noise
+models, the objective (negative log-likelihood), local fits from many starts, and
+profile likelihoods."""
+
+from ._experiment import Experiment as Experiment
+from ._fit import FitResult as FitResult
+from ._fit import StartResult as StartResult
+from ._fit import default_method as default_method
+from ._fit import fit as fit
+from ._noise import AbstractGaussianNoise as AbstractGaussianNoise
+from ._noise import AbstractNoise as AbstractNoise
+from ._noise import Laplace as Laplace
+from ._noise import Log10Normal as Log10Normal
+from ._noise import LogNormal as LogNormal
+from ._noise import Normal as Normal
+from ._objective import Objective as Objective
+from ._parameters import Parameter as Parameter
+from ._parameters import Parameters as Parameters
+from ._profile import Profile as Profile
+from ._profile import profile as profile
+from ._transforms import AbstractTransform as AbstractTransform
+from ._transforms import Bounded as Bounded
+from ._transforms import Linear as Linear
+from ._transforms import Log as Log
+from ._transforms import Log10 as Log10
