@@ -55,6 +55,7 @@ EXECUTED_PAGES = (
     "concepts/cells-and-tissues.md",
     "concepts/checkpoints.md",
     pytest.param("concepts/french-flag.md", marks=pytest.mark.slow),
+    pytest.param("concepts/bayesian.md", marks=pytest.mark.slow),
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
     pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
 )

@@ -1,7 +1,13 @@
 """Parameter estimation: free parameters and their scales, experiments and noise
 models, the objective (negative log-likelihood), local fits from many starts, and
-profile likelihoods."""
+profile likelihoods; Bayesian inference with numpyro (NUTS, SVI)."""
 
+from ._bayes import BayesResult as BayesResult
+from ._bayes import SVIResult as SVIResult
+from ._bayes import fit_svi as fit_svi
+from ._bayes import log_density as log_density
+from ._bayes import numpyro_model as numpyro_model
+from ._bayes import sample_nuts as sample_nuts
 from ._experiment import Experiment as Experiment
 from ._fit import FitResult as FitResult
 from ._fit import StartResult as StartResult
