@@ -31,6 +31,7 @@ from ..solvers import Rodas5
 from ._events import STATUS_OK, solve_with_events
 from ._model import SBMLModel
 from ._petab_math import PetabError
+from ._petab_priors import neg_log_prior
 from ._petab_tables import PetabTables
 from ._solve import _TERM, _plain_solve
 
@@ -154,6 +155,25 @@ class PetabProblem(PetabTables):
             raise PetabError(f"nllh: x must have shape ({len(self.parameter_ids)},) (the "
                              f"estimated parameters); got {x.shape}.")
         return self._nllh(x)
+
+    @property
+    def has_priors(self) -> bool:
+        """Whether any estimated parameter has an objective prior."""
+        return bool(np.any(self._prior_code > 0))
+
+    def neg_log_prior(self, x: ArrayLike) -> Array:
+        """Negative log of the objective priors (``objectivePriorType``) at ``x``; 0
+        when the problem has none. ``parameterScale*`` priors are densities on the
+        parameter scale, the others on the linear scale (PEtab v1); differentiable."""
+        x = jnp.asarray(x, dtype=float)
+        theta = jnp.where(self._scale_code == 0, x,
+                          jnp.where(self._scale_code == 1, jnp.exp(x), 10.0**x))
+        return neg_log_prior(self._prior_code, self._prior_a, self._prior_b, x, theta)
+
+    def nlpost(self, x: ArrayLike) -> Array:
+        """Negative log-posterior, ``nllh(x) + neg_log_prior(x)``: what PEtab tools
+        minimise when the problem has priors."""
+        return self.nllh(x) + self.neg_log_prior(x)
 
     def simulate(self, x: ArrayLike) -> dict[tuple[str | None, str], tuple]:
         """Model outputs per condition: ``{(pre, sim): (times, values, status)}`` with

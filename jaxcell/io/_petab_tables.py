@@ -13,6 +13,7 @@ import numpy as np
 
 from ._model import SBMLModel
 from ._petab_math import PetabError, PetabUnsupportedError, compile_formula, parse_formula
+from ._petab_priors import parse_prior
 from ._reader import read_sbml
 from ._structure import Structure
 
@@ -162,15 +163,16 @@ class PetabTables:
     def _build_parameters(self):
         df = _reset(self._petab.parameter_df, "parameterId")
         fname = self._files["parameter"][0]
-        ids, scales, nominal, estimate, lb, ub = [], [], [], [], [], []
+        ids, scales, nominal, estimate, lb, ub, priors = [], [], [], [], [], [], []
         for _, row in df.iterrows():
             pid = str(row["parameterId"])
             scale = str(row["parameterScale"]).strip()
             if scale not in _SCALES:
                 raise PetabError(f"{fname}: parameter {pid!r} has parameterScale "
                                  f"{scale!r}; expected one of {_SCALES}.")
-            if "priorType" in df.columns and not _is_nan(row.get("priorType")):
-                pass  # priors are not part of the likelihood
+            priors.append(parse_prior(row.get("objectivePriorType"),
+                                      row.get("objectivePriorParameters"),
+                                      f"{fname}: parameter {pid!r}"))
             est = int(row["estimate"])
             nom = _number(row["nominalValue"])
             if nom is None or (not est and math.isnan(nom)):
@@ -194,6 +196,10 @@ class PetabTables:
         self.upper_bounds = np.asarray([_to_scale(ub[i], scales[i]) for i in est_idx])
         self._scale_code = np.asarray([_SCALES.index(s) for s in self.parameter_scales],
                                       dtype=int)
+        est_priors = [priors[i] for i in est_idx]
+        self._prior_code = np.asarray([c for c, _, _ in est_priors], dtype=int)
+        self._prior_a = np.asarray([a for _, a, _ in est_priors], dtype=float)
+        self._prior_b = np.asarray([b for _, _, b in est_priors], dtype=float)
 
     def _source(self, v, where: str) -> tuple[int, float] | None:
         """``(index into p_all or -1, constant)`` of a table entry; None if empty."""
