@@ -231,3 +231,38 @@ def test_hare_lynx_published_posterior():
         assert row["ess"] > 400, (name, row)
         assert abs(row["mean"] - ref) < 3 * row["sd"] / np.sqrt(row["ess"]) + ROUNDING[name]
     np.testing.assert_allclose(summary["sigma"]["mean"], 0.25, atol=0.02)
+
+
+def test_objective_model_is_the_fitting_problem_as_a_posterior():
+    # The conjugate decay again, written as a fitting Objective: x(t) = A e^{-kt} with
+    # the amplitude A a model parameter (an Assignment scales a unit decay), a Normal
+    # prior on A and known Normal noise. The posterior of A is the closed form above.
+    from jaxcell.inference import (
+        Experiment,
+        Normal,
+        Objective,
+        Parameter,
+        Parameters,
+        objective_model,
+    )
+
+    decay = jc.ODE("decay", {"x": 1.0}, lambda t, y, p: {"x": -p["k"] * y["x"]},
+                   parameters={"k": K})
+    amplitude = jc.Assignment("obs", "molecular/obs/y", lambda t, x, p: p["A"] * x["x"],
+                              reads={"x": "molecular/decay/x"}, parameters={"A": 1.0})
+    model = jc.Composite([decay, amplitude])
+    params = Parameters([Parameter("A", scale=jc.inference.Linear(),
+                                   prior=dist.Normal(PRIOR_MEAN, PRIOR_SD))], model=model)
+    objective = Objective(model, params,
+                          Experiment(TS, DECAY_DATA, "molecular/obs/y", noise=Normal(NOISE)),
+                          solver=diffrax.Tsit5(),
+                          stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10))
+    result = sample_nuts(objective_model(objective), key=jax.random.key(5),
+                         num_warmup=300, num_samples=1000)
+    mean, sd = _analytic_posterior()
+    s = result.summary()["A"]
+    assert abs(s["mean"] - mean) < 4 * sd / np.sqrt(s["ess"])
+    np.testing.assert_allclose(s["sd"], sd, rtol=0.15)
+    with pytest.raises(ValueError, match="no prior"):
+        objective_model(Objective(model, Parameters(["A"], model=model),
+                                  Experiment(TS, DECAY_DATA, "molecular/obs/y")))

@@ -7,6 +7,7 @@ from ._bayes import SVIResult as SVIResult
 from ._bayes import fit_svi as fit_svi
 from ._bayes import log_density as log_density
 from ._bayes import numpyro_model as numpyro_model
+from ._bayes import objective_model as objective_model
 from ._bayes import sample_nuts as sample_nuts
 from ._experiment import Experiment as Experiment
 from ._fit import FitResult as FitResult

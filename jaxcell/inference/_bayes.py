@@ -133,6 +133,31 @@ def numpyro_model(
     return model
 
 
+def objective_model(objective: Any) -> Callable[..., None]:
+    """The numpyro model of a fitting :class:`~jaxcell.inference.Objective`: every free
+    parameter drawn from its ``prior`` (natural scale), and the objective's own
+    log-likelihood (its experiments and noise models) as a ``numpyro.factor``. The same
+    problem that :func:`~jaxcell.inference.fit` optimises, as a posterior for
+    :func:`sample_nuts` or :func:`fit_svi` (call the model with no data: the data live
+    in the objective). A failed simulation gives log density ``-inf``.
+
+    Raises:
+        ValueError: a free parameter has no prior.
+    """
+    missing = [p.name for p in objective.parameters.items if p.prior is None]
+    if missing:
+        raise ValueError(f"objective_model: parameters {missing} have no prior; give "
+                         f"Parameter(..., prior=numpyro.distributions.X(...)).")
+
+    def model(data: Any = None) -> None:
+        values = {p.name: numpyro.sample(p.name, p.prior)
+                  for p in objective.parameters.items}
+        ll = objective.log_likelihood(values)
+        numpyro.factor("log_likelihood", jnp.where(jnp.isfinite(ll), ll, -jnp.inf))
+
+    return model
+
+
 def log_density(model_fn: Callable[..., None], params: Mapping[str, Any],
                 data: Any = None) -> jax.Array:
     """The joint log density of ``model_fn(data)`` at ``params`` (constrained values),
