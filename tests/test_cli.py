@@ -5,6 +5,7 @@ fails cleanly (one line on stderr, exit code 2) on bad input."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +195,23 @@ def test_simulate_entry_point_error(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "nope.xml" in res.stderr
+
+
+# -- jaxcell fit --------------------------------------------------------------------------
+def test_fit_petab_boehm(tmp_path, capsys):
+    import json
+
+    yaml = (Path(__file__).resolve().parent / "data" / "petab" / "Boehm_JProteomeRes2014"
+            / "Boehm_JProteomeRes2014.yaml")
+    out = tmp_path / "fit"
+    assert main(["fit", str(yaml), "--starts", "3", "--seed", "1", "--max-steps", "5",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "best nllh" in text and "k_phos" in text and "start 3/3" in text
+    data = json.loads((out / "fit.json").read_text())
+    assert len(data["starts"]) == 3
+    assert data["nllh"] == min(s["nllh"] for s in data["starts"])
+    assert set(data["parameters"]) >= {"k_phos", "sd_pSTAT5A_rel"}
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["fit_pSTAT5A_rel.png", "fit_pSTAT5B_rel.png", "fit_rSTAT5A_rel.png"]
+    assert main(["fit", str(tmp_path / "none.yaml")]) == 2

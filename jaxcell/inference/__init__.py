@@ -13,7 +13,9 @@ from ._experiment import Experiment as Experiment
 from ._fit import FitResult as FitResult
 from ._fit import StartResult as StartResult
 from ._fit import default_method as default_method
+from ._fit import draw_starts as draw_starts
 from ._fit import fit as fit
+from ._fit_checkpoint import fit_checkpointed as fit_checkpointed
 from ._noise import AbstractGaussianNoise as AbstractGaussianNoise
 from ._noise import AbstractNoise as AbstractNoise
 from ._noise import Laplace as Laplace
@@ -23,6 +25,8 @@ from ._noise import Normal as Normal
 from ._objective import Objective as Objective
 from ._parameters import Parameter as Parameter
 from ._parameters import Parameters as Parameters
+from ._petab import PetabObjective as PetabObjective
+from ._petab import petab_objective as petab_objective
 from ._profile import Profile as Profile
 from ._profile import profile as profile
 from ._transforms import AbstractTransform as AbstractTransform

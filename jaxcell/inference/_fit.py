@@ -17,6 +17,7 @@ import optimistix as optx
 from jaxtyping import Array, ArrayLike
 
 from ._objective import Objective
+from ._petab import is_petab_problem, petab_objective
 
 logger = logging.getLogger("jaxcell.inference")
 
@@ -192,6 +193,20 @@ def _nll_jit(problem, x):
     return problem.nll(x)
 
 
+def draw_starts(objective: Any, n: int, key: Any) -> Array:
+    """The ``n`` start points :func:`fit` uses: ``parameters.x0`` and then points drawn
+    uniformly within the search bounds from ``key`` (default ``key(0)``); all drawn for
+    objectives that say ``random_starts_only`` (PEtab problems)."""
+    if getattr(objective, "random_starts_only", False):
+        key = jax.random.key(0) if key is None else key
+        return objective.parameters.sample_starts(key, n)
+    points = objective.parameters.x0[None, :]
+    if n > 1:
+        key = jax.random.key(0) if key is None else key
+        points = jnp.concatenate([points, objective.parameters.sample_starts(key, n - 1)])
+    return points
+
+
 def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1,
         key: Any = None, max_steps: int = 500,
         callback: Callable[[int, int, float], None] | None = None,
@@ -220,13 +235,16 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
     fitted from vmax = 0.3, km = 2; log scales; ``tests/test_inference.py``.)
 
     Arguments:
-        objective: an :class:`Objective`.
+        objective: an :class:`Objective`, or a :class:`jaxcell.io.PetabProblem` (from
+            :func:`jaxcell.io.load_petab`; see :func:`petab_objective`: BFGS on its
+            ``nllh``, every start uniform within the PEtab bounds on the parameter
+            scale, ``values`` on the linear scale).
         method: an optimistix least-squares solver (Gauss–Newton family) or minimiser
             (``optimistix.BFGS(...)``), or an optax ``GradientTransformation``
             (``optax.adam(0.05)``). Default: see above.
         starts: number of starts (the first is ``parameters.x0``, the others uniform
-            within the search-scale bounds), or an array ``(n, len(parameters))`` of
-            search-scale starting points.
+            within the search-scale bounds; for a PEtab problem all uniform), or an
+            array ``(n, len(parameters))`` of search-scale starting points.
         key: a :func:`jax.random.key` for random starts (default ``key(0)``).
         max_steps: maximum iterations per start.
         callback: ``callback(start, step, value)`` after every iteration (progress);
@@ -246,18 +264,16 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
         >>> round(result.values["k"], 3)
         0.5
     """
+    if is_petab_problem(objective):
+        objective = petab_objective(objective)
     method = default_method(objective) if method is None else method
     problem = _problem(objective, _fixed)
-    full_x0 = objective.parameters.x0
     free = np.asarray(problem.free, dtype=int)
     if np.ndim(starts) == 0:
         n = int(starts)
         if n < 1:
             raise ValueError(f"fit: starts must be at least 1; got {starts}.")
-        points = full_x0[None, :]
-        if n > 1:
-            key = jax.random.key(0) if key is None else key
-            points = jnp.concatenate([points, objective.parameters.sample_starts(key, n - 1)])
+        points = draw_starts(objective, n, key)
     else:
         points = jnp.asarray(starts, float)
         if points.ndim != 2 or points.shape[1] != len(objective.parameters):

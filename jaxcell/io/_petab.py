@@ -54,8 +54,10 @@ class PetabProblem(PetabTables):
     """
 
     def __init__(self, yaml_path, *, rtol: float = 1e-8, atol: float = 1e-10,
-                 max_steps: int = 100_000, max_segments: int = 4096):
+                 max_steps: int = 100_000, max_segments: int = 4096,
+                 forward_mode: bool = False):
         self.yaml_path = Path(yaml_path)
+        self.forward_mode = bool(forward_mode)
         self.rtol, self.atol = float(rtol), float(atol)
         self.max_steps, self.max_segments = int(max_steps), int(max_segments)
         self._read()
@@ -86,7 +88,9 @@ class PetabProblem(PetabTables):
             saveat=diffrax.SaveAt(t1=True),
             stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
             event=diffrax.Event(diffrax.steady_state_event(rtol=self.rtol, atol=self.atol)),
-            max_steps=self.max_steps, throw=False)
+            max_steps=self.max_steps, throw=False,
+            adjoint=(diffrax.ForwardMode() if self.forward_mode
+                     else diffrax.RecursiveCheckpointAdjoint()))
         done = (sol.result == diffrax.RESULTS.successful) | (
             sol.result == diffrax.RESULTS.event_occurred)
         ok = done & jnp.any(jnp.asarray(sol.event_mask))
@@ -98,10 +102,11 @@ class PetabProblem(PetabTables):
         x0 = jnp.where(mask, x_pre, x0)
         if m.has_events or m.has_delays or m.structure.discontinuities:
             obs, status, _ = solve_with_events(m, ts, x0, c, self.rtol, self.atol,
-                                               self.max_steps, self.max_segments)
+                                               self.max_steps, self.max_segments,
+                                               self.forward_mode)
         else:
             obs, status, _ = _plain_solve(m, ts, x0, c, self.rtol, self.atol,
-                                          self.max_steps, False)
+                                          self.max_steps, self.forward_mode)
         return obs, status
 
     def _values(self, src, const, p):
@@ -204,7 +209,8 @@ def _nllh_terms(y, h, sigma, trans, dist):
 
 
 def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float = 1e-10,
-               max_steps: int = 100_000, max_segments: int = 4096) -> PetabProblem:
+               max_steps: int = 100_000, max_segments: int = 4096,
+               forward_mode: bool = False) -> PetabProblem:
     """Read a PEtab v1 problem (YAML file and its tables) as a :class:`PetabProblem`.
 
     The SBML model is imported with :func:`load_sbml`; observable and noise formulas
@@ -217,6 +223,12 @@ def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float 
     for normal noise (Laplace: $\\log(2\\sigma_i) + |\\tilde y_i - \\tilde h_i|/\\sigma_i$),
     with $\\tilde{\\cdot}$ the observable transformation (lin, log, log10).
     Pre-equilibration runs to a steady state (``diffrax.steady_state_event``).
+
+    ``forward_mode=True`` differentiates the solves in forward mode
+    (``diffrax.ForwardMode``): what Jacobians of many residuals with respect to few
+    parameters need (Levenberg–Marquardt in :func:`jaxcell.inference.fit`, which then
+    uses ``jax.jacfwd``); ``jax.grad`` of ``nllh`` is cheaper in the default reverse
+    mode.
 
     Raises:
         PetabError: missing file or column, invalid entry, unknown formula symbol.
@@ -235,4 +247,4 @@ def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float 
         estimation problems in systems biology. PLoS Comput Biol 17:e1008646.
     """
     return PetabProblem(yaml_path, rtol=rtol, atol=atol, max_steps=max_steps,
-                        max_segments=max_segments)
+                        max_segments=max_segments, forward_mode=forward_mode)

@@ -1,0 +1,363 @@
+"""fit_checkpointed(): a multistart fit that saves a checkpoint after every start and
+resumes after a crash.
+
+All start points are drawn up front, exactly as :func:`fit` draws them. Start ``i`` is
+then one :func:`fit` call from ``points[i]`` alone, so it repeats exactly the
+computation an uninterrupted :func:`fit` does for that start. After each start an orbax
+checkpoint (step ``k`` = starts completed) stores the start points, the key data, the
+results of the ``k`` completed starts and the run's fingerprint, with a SHA-256
+checksum; it is read back and verified before older checkpoints are pruned. The files
+are those of :func:`jaxcell.simulate_checkpointed` (one byte array plus JSON metadata),
+written and read with the same helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import ArrayLike
+
+from .._errors import CheckpointError
+from ._fit import FitResult, StartResult, default_method, draw_starts, fit
+from ._objective import Objective
+
+logger = logging.getLogger("jaxcell.inference")
+_KIND = "jaxcell.inference.fit_checkpointed/1"
+# Fingerprint fields, and how an error names them. Those in _SHOWN are short enough to
+# print both values.
+_WHAT = {
+    "kind": "checkpoint kind",
+    "names": "parameter names",
+    "x0": "parameters' starting point x0",
+    "bounds": "parameters' search bounds",
+    "scales": "parameters' scales",
+    "objective": "objective (model, data or noise values)",
+    "method": "method type",
+    "method_settings": "method settings",
+    "max_steps": "max_steps",
+    "n_starts": "number of starts",
+    "key": "key",
+    "starts": "start points",
+}
+_SHOWN = ("kind", "names", "method", "max_steps", "n_starts")
+
+
+def fit_checkpointed(
+    objective: Objective,
+    *,
+    directory: str | os.PathLike,
+    starts: int | ArrayLike = 1,
+    key: Any = None,
+    method: Any = None,
+    max_steps: int = 500,
+    resume: bool = True,
+    keep: int = 3,
+    callback: Callable[[int, int, float], None] | None = None,
+) -> FitResult:
+    """:func:`fit` from many starts, checkpointed after every start, resumable.
+
+    The start points are drawn up front exactly as :func:`fit` draws them (the first is
+    ``parameters.x0``, the others uniform within the search bounds from ``key``; or an
+    explicit array). Each start is then one :func:`fit` call from that point alone, and
+    after it an orbax checkpoint (step ``k`` after ``k`` starts) stores the start
+    points, the key data, the results of all completed starts (end point, value,
+    convergence, steps, history) and a fingerprint of the run: the parameter names,
+    ``x0``, bounds and scales, a hash of the objective's arrays (model values, data),
+    the method's type and settings (its fields; the hyperparameters an optax
+    transformation keeps in closures, such as the learning rate, are not seen),
+    ``max_steps``, the number of starts, the key and the start points. A SHA-256
+    checksum covers all of it; each checkpoint is read back and verified before older
+    ones are pruned.
+
+    With ``resume=True`` and checkpoints of the same run in ``directory``, completed
+    starts are skipped and the rest are run; the result equals that of an
+    uninterrupted :func:`fit` with the same arguments (per-start values bitwise: the
+    same per-start computations are repeated). A checkpoint that cannot be read or
+    fails its checksum is skipped with a warning, moved to ``directory/corrupt/``, and
+    the previous one is used. A complete run is returned without recomputing anything.
+
+    Arguments:
+        objective: an :class:`Objective`.
+        directory: where the checkpoints live (created if missing).
+        starts: number of starts, or an array ``(n, len(parameters))`` of search-scale
+            starting points, as in :func:`fit`.
+        key: a :func:`jax.random.key` for random starts (default ``key(0)``, as in
+            :func:`fit`).
+        method: as in :func:`fit` (default :func:`default_method`).
+        max_steps: maximum iterations per start.
+        resume: continue from checkpoints of the same run in ``directory``. With
+            ``False``, a directory that already holds checkpoints is an error (nothing
+            is overwritten).
+        keep: how many checkpoints to keep (at least 1); older ones are deleted only
+            after a newer one has been verified.
+        callback: ``callback(start, step, value)`` after every iteration of a start
+            that is computed (restored starts are not reported); ``start`` is the
+            index among all starts.
+
+    Returns:
+        A :class:`FitResult` with every start, in start order.
+
+    Raises:
+        ValueError: bad ``starts``, ``max_steps`` or ``keep``.
+        CheckpointError: ``directory`` is a file; it holds checkpoints of a different
+            run (the error names the fields that differ) or holds checkpoints while
+            ``resume=False``; none of its checkpoints is readable; or a checkpoint
+            could not be verified after writing.
+
+    Examples:
+        >>> import tempfile
+        >>> import jaxcell as jc
+        >>> from jaxcell.inference import Experiment, Objective, Parameters, Normal
+        >>> decay = jc.ODE("decay", {"x": 1.0}, lambda t, y, p: {"x": -p["k"] * y["x"]},
+        ...                parameters={"k": 0.2})
+        >>> data = Experiment([1.0, 2.0, 3.0], [0.6065, 0.3679, 0.2231],
+        ...                   "molecular/decay/x", noise=Normal(0.01))
+        >>> obj = Objective(decay, Parameters(["k"], model=decay), data)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     result = fit_checkpointed(obj, directory=d, starts=3)
+        >>> round(result.values["k"], 3), len(result.starts)
+        (0.5, 3)
+    """
+    from ..io import _checkpoint_store as store  # lazy: jaxcell.io imports inference
+
+    if not isinstance(objective, Objective):
+        raise TypeError(f"fit_checkpointed: objective must be an Objective; got "
+                        f"{type(objective).__name__}.")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) \
+            or max_steps < 1:
+        raise ValueError(f"fit_checkpointed: max_steps must be a positive integer; got "
+                         f"{max_steps!r}.")
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
+        raise ValueError(f"fit_checkpointed: keep must be a positive integer; got {keep!r}.")
+    method = default_method(objective) if method is None else method
+    points, key = _start_points(objective, starts, key)
+    root = store.checked_directory(directory)
+    identity = _identity(store, objective, method, int(max_steps), points, key)
+
+    import orbax.checkpoint as ocp  # heavy; imported only when checkpointing
+
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None,  # pruned by hand, after the new checkpoint is verified
+        create=True,
+        enable_async_checkpointing=False,  # every save is complete before we go on
+        cleanup_tmp_directories=True,  # partial checkpoints of a crashed run
+    )
+    n = len(points)
+    with ocp.CheckpointManager(root, options=options, item_names=("data", "meta")) as mgr:
+        results = _restore(store, ocp, mgr, root, identity, resume)
+        if results:
+            logger.info("fit_checkpointed: resuming after %d/%d starts from %s.",
+                        len(results), n, root)
+        for i in range(len(results), n):
+            cb = None if callback is None else (
+                lambda _, step, value, i=i: callback(i, step, value))
+            one = fit(objective, method=method, starts=points[i:i + 1],
+                      max_steps=int(max_steps), callback=cb).starts[0]
+            results.append(one)
+            _save(store, ocp, mgr, root, identity, points, key, results, keep)
+            logger.info("fit_checkpointed: start %d/%d: nll %.6g after %d steps (%s); "
+                        "checkpoint %d saved.", i + 1, n, one.value, one.steps,
+                        "converged" if one.converged else "not converged", i + 1)
+    # As fit() chooses the best start.
+    finite = [r for r in results if np.isfinite(r.value)] or results
+    best = min(finite, key=lambda r: r.value)
+    values = {k: float(v) for k, v in objective.parameters.values(best.x).items()}
+    return FitResult(best.x, values, best.value, best.converged, tuple(results),
+                     best.history, method)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def _start_points(objective: Objective, starts, key) -> tuple[np.ndarray, Any]:
+    """The start points as :func:`fit` draws them, and the key used (or ``None``)."""
+    n_params = len(objective.parameters)
+    if isinstance(starts, bool):
+        raise ValueError(f"fit_checkpointed: starts must be a count or an array; got "
+                         f"{starts!r}.")
+    if np.ndim(starts) == 0:
+        try:
+            n = int(starts)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"fit_checkpointed: starts must be a count or an array; got "
+                             f"{starts!r}.") from e
+        if n != starts or n < 1:
+            raise ValueError(f"fit_checkpointed: starts must be at least 1; got {starts}.")
+        if n > 1 or getattr(objective, "random_starts_only", False):
+            key = jax.random.key(0) if key is None else _as_key(key)
+        else:
+            key = None
+        points = draw_starts(objective, n, key)
+    else:
+        points = jnp.asarray(starts, float)
+        if points.ndim != 2 or points.shape[1] != n_params or points.shape[0] < 1:
+            raise ValueError(f"fit_checkpointed: starts must have shape (n, {n_params}) "
+                             f"with n >= 1; got {points.shape}.")
+        key = None  # explicit points: no key is used
+    points = np.asarray(points)
+    if not np.all(np.isfinite(points)):
+        raise ValueError("fit_checkpointed: the start points must be finite.")
+    return points, key
+
+
+def _as_key(key):
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"fit_checkpointed: key must be a single key; got shape "
+                             f"{key.shape}.")
+        return key
+    arr = jnp.asarray(key)
+    if arr.dtype != jnp.uint32 or arr.shape != (2,):
+        raise ValueError(f"fit_checkpointed: key must be a jax.random.key (or a legacy "
+                         f"uint32[2] PRNGKey); got dtype {arr.dtype} and shape "
+                         f"{arr.shape}.")
+    return arr  # used as is, as fit() would
+
+
+def _key_data(key) -> np.ndarray | None:
+    if key is None:
+        return None
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(key))
+    return np.asarray(key)
+
+
+def _identity(store, objective: Objective, method, max_steps: int, points: np.ndarray,
+              key) -> dict:
+    ps = objective.parameters
+    lo, hi = ps.bounds
+    data = _key_data(key)
+    leaves = store._array_leaves(objective)
+    return {
+        "kind": _KIND,
+        "names": list(ps.names),
+        "x0": store._hash(store._bytes(ps.x0)),
+        "bounds": store._hash(store._bytes(lo), store._bytes(hi)),
+        "scales": store._hash(*(store._describe(p.scale) for p in ps.items)),
+        "objective": store._hash(*(k + store._bytes(v).hex() for k, v in leaves)),
+        "method": f"{type(method).__module__}.{type(method).__qualname__}",
+        "method_settings": store._hash(store._describe(method)),
+        "max_steps": max_steps,
+        "n_starts": len(points),
+        "key": None if data is None else store._hash(str(data.dtype), data.tobytes()),
+        "starts": store._hash(str(points.dtype), str(points.shape), points.tobytes()),
+    }
+
+
+def _check_identity(meta: dict, identity: dict, root, step: int) -> None:
+    differ = [k for k in identity if meta.get(k) != identity[k]]
+    if differ:
+        what = "; ".join(
+            f"{_WHAT[k]}: {meta.get(k)!r} there, {identity[k]!r} here" if k in _SHOWN
+            else f"the {_WHAT[k]} differ" for k in differ)
+        raise CheckpointError(
+            f"{str(root)!r} holds checkpoints of a different fit (checkpoint {step}): "
+            f"{what}. Use another directory for this fit, or delete that one to start "
+            f"again.")
+
+
+# -- writing and reading checkpoints -----------------------------------------------------
+
+
+def _save(store, ocp, mgr, root, identity: dict, points: np.ndarray, key,
+          results: list[StartResult], keep: int) -> None:
+    """Write checkpoint ``len(results)``, read it back and verify it, then prune."""
+    step = len(results)
+    data = _key_data(key)
+    entries = [("points", points)]
+    if data is not None:
+        entries.append(("key", data))
+    entries += [
+        ("x0", np.stack([np.asarray(r.x0) for r in results])),
+        ("x", np.stack([np.asarray(r.x) for r in results])),
+        ("value", np.asarray([r.value for r in results], dtype=np.float64)),
+        ("converged", np.asarray([r.converged for r in results], dtype=np.bool_)),
+        ("steps", np.asarray([r.steps for r in results], dtype=np.int64)),
+        ("history_len", np.asarray([len(r.history) for r in results], dtype=np.int64)),
+        ("history", np.concatenate([np.asarray(r.history, dtype=np.float64)
+                                    for r in results])),
+    ]
+    leaves, parts, offset = [], [], 0
+    for role, x in entries:
+        raw = np.ascontiguousarray(x).tobytes()
+        leaves.append({"role": role, "path": None, "shape": list(x.shape),
+                       "dtype": x.dtype.str, "offset": offset, "nbytes": len(raw)})
+        parts.append(raw)
+        offset += len(raw)
+    blob = np.frombuffer(b"".join(parts), dtype=np.uint8)
+    # "format" and "chunk" as store.read expects them; "kind" tells fits from runs.
+    meta = {"format": store._FORMAT, **identity, "chunk": step,
+            "key_impl": None if not (isinstance(key, jax.Array) and jnp.issubdtype(
+                key.dtype, jax.dtypes.prng_key)) else str(jax.random.key_impl(key)),
+            "leaves": leaves}
+    meta["checksum"] = store._checksum(meta, blob)
+    saved = mgr.save(step, args=ocp.args.Composite(
+        data=ocp.args.StandardSave({"blob": blob}), meta=ocp.args.JsonSave(meta)))
+    mgr.wait_until_finished()
+    if not saved:
+        raise CheckpointError(f"orbax declined to write checkpoint {step} in {str(root)!r} "
+                              f"(it holds steps {mgr.all_steps()}).")
+    try:
+        store.read(ocp, mgr, step)
+    except store._Unreadable as e:
+        with contextlib.suppress(Exception):
+            mgr.delete(step)
+        raise CheckpointError(
+            f"Checkpoint {step} in {str(root)!r} could not be verified after writing "
+            f"({e}); it was removed and the earlier checkpoints are kept.") from e
+    for old in sorted(mgr.all_steps())[:-keep]:  # only now that the new one is good
+        if old < step:
+            mgr.delete(old)
+
+
+def _restore(store, ocp, mgr, root, identity: dict, resume: bool) -> list[StartResult]:
+    """The completed starts of the latest good checkpoint (``[]`` for a fresh fit)."""
+    steps = sorted(mgr.all_steps())
+    if not steps:
+        return []
+    if not resume:
+        raise CheckpointError(
+            f"{str(root)!r} already holds checkpoints (steps {steps}) and resume=False; "
+            f"pass resume=True to continue that fit, or use an empty directory (nothing "
+            f"is overwritten).")
+    skipped: list[tuple[int, str]] = []
+    for step in reversed(steps):
+        try:
+            meta, arrays = store.read(ocp, mgr, step)
+            _check_identity(meta, identity, root, step)
+            results = _results(meta, arrays, step)
+        except store._Unreadable as e:
+            warnings.warn(
+                f"Skipping checkpoint {step} in {str(root)!r}: it is unreadable or corrupt "
+                f"({e}). Trying the previous one.", stacklevel=3)
+            skipped.append((step, str(e)))
+            continue
+        store._set_aside(mgr, root, [s for s, _ in skipped])
+        return results
+    reasons = "; ".join(f"{s}: {why}" for s, why in skipped)
+    raise CheckpointError(
+        f"None of the checkpoints in {str(root)!r} is readable ({reasons}). They were "
+        f"left in place; delete the directory (or use another) to start again.")
+
+
+def _results(meta: dict, arrays: list[np.ndarray], step: int) -> list[StartResult]:
+    from ..io._checkpoint_store import _Unreadable
+
+    got = {leaf["role"]: x for leaf, x in zip(meta["leaves"], arrays)}
+    need = ("x0", "x", "value", "converged", "steps", "history_len", "history")
+    if any(r not in got for r in need) or any(len(got[r]) != step for r in need[:-1]) \
+            or int(got["history_len"].sum()) != len(got["history"]):
+        raise _Unreadable(f"its arrays do not describe {step} completed starts")
+    ends = np.cumsum(got["history_len"])
+    return [StartResult(got["x0"][i], got["x"][i], float(got["value"][i]),
+                        bool(got["converged"][i]), int(got["steps"][i]),
+                        tuple(float(v) for v in got["history"][e - m:e]))
+            for i, (m, e) in enumerate(zip(got["history_len"], ends))]
