@@ -18,6 +18,7 @@ simulations:
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -256,7 +257,12 @@ class BayesResult:
             ImportError: arviz is not installed (``pip install arviz``).
         """
         try:
-            import arviz
+            with warnings.catch_warnings():
+                # arviz 0.23 announces its 1.0 refactor with a FutureWarning at import:
+                # nothing the caller can act on.
+                warnings.filterwarnings("ignore", category=FutureWarning,
+                                        message=r"\s*ArviZ is undergoing")
+                import arviz
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError(
                 "BayesResult.to_arviz() needs arviz: pip install 'arviz>=0.17' (or "
