@@ -173,7 +173,12 @@ class Rodas5Interpolation(diffrax.AbstractLocalInterpolation):
         del left
         if t1 is not None:
             return jtu.tree_map(lambda a, b: b - a, self.evaluate(t0), self.evaluate(t1))
-        theta = (t0 - self.t0) / (self.t1 - self.t0)
+        # A zero-length step happens in lanes of a vmapped solve that have finished
+        # (the loop body still runs for them): 0/0 there would be masked in the
+        # values but turn the gradients of the whole batch lane into NaN.
+        span = self.t1 - self.t0
+        safe = jnp.where(span == 0, 1.0, span)
+        theta = jnp.where(span == 0, 0.0, (t0 - self.t0) / safe)
 
         def _eval(c):
             with jax.numpy_dtype_promotion("standard"):
