@@ -28,6 +28,7 @@ import pytest
 
 import jaxcell as jc
 from jaxcell.inference import (
+    LevenbergMarquardt,
     Experiment,
     Normal,
     Objective,
@@ -216,8 +217,9 @@ def test_checkpoints_of_another_fit_are_refused(tmp_path):
         (run, decay_objective(k_init=0.3), "starting point x0"),
         (run, decay_objective(bounds=(0.01, 5.0)), "search bounds"),
         ({**run, "method": optx.BFGS(rtol=1e-8, atol=1e-8)}, decay_objective(),
-         "method type: 'optimistix"),
-        ({**run, "method": optx.LevenbergMarquardt(rtol=1e-6, atol=1e-6)},
+         "method type: 'jaxcell.inference._levenberg_marquardt.LevenbergMarquardt' "
+         "there, 'optimistix"),
+        ({**run, "method": LevenbergMarquardt(rtol=1e-6, atol=1e-6)},
          decay_objective(), "method settings"),
     ]
     for kwargs, obj, match in cases:

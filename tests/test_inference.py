@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import optimistix as optx
 import pytest
 import scipy.optimize
@@ -126,6 +127,36 @@ def test_multistart_reaches_same_optimum(mm_objective):
     for s in good:
         np.testing.assert_allclose(s.value, result.value, rtol=1e-7, atol=1e-7)
         np.testing.assert_allclose(s.x, result.x, rtol=1e-4, atol=1e-6)
+
+
+def test_batched_multistart_matches_one_at_a_time(mm_objective):
+    """batch=True (one vmapped step for all starts) follows the same iterates as the
+    sequential loop, for the default Levenberg-Marquardt and for optax. (Rounding may
+    flip a convergence test by one iteration.)"""
+    for method, kw in ((None, {}), (optax.adam(0.05), {"max_steps": 60})):
+        seq = fit(mm_objective, starts=4, key=jax.random.key(1), method=method, **kw)
+        bat = fit(mm_objective, starts=4, key=jax.random.key(1), method=method,
+                  batch=True, **kw)
+        for a, b in zip(seq.starts, bat.starts):
+            np.testing.assert_array_equal(b.x0, a.x0)
+            np.testing.assert_allclose(b.x, a.x, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(b.value, a.value, rtol=1e-9)
+            n = min(len(a.history), len(b.history))
+            np.testing.assert_allclose(b.history[:n], a.history[:n], rtol=1e-6)
+            assert abs(b.steps - a.steps) <= 1 and b.converged == a.converged
+        if method is None:
+            assert all(s.converged for s in bat.starts)
+
+
+def test_ftol_stops_after_five_small_accepted_steps(mm_objective):
+    ftol = 1e3  # huge: the rule fires as soon as it can
+    result = fit(mm_objective, ftol=ftol)
+    h = result.history
+    accepted = [h[0]] + [v for u, v in zip(h, h[1:]) if v != u]
+    assert result.converged and len(accepted) == 6
+    assert accepted[0] - accepted[-1] <= ftol * (1 + abs(accepted[-1]))
+    full = fit(mm_objective)
+    assert full.starts[0].steps > result.starts[0].steps
 
 
 def test_gradient_matches_finite_differences_and_compiles_once(mm_objective):

@@ -16,6 +16,7 @@ from ._fit import default_method as default_method
 from ._fit import draw_starts as draw_starts
 from ._fit import fit as fit
 from ._fit_checkpoint import fit_checkpointed as fit_checkpointed
+from ._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
 from ._noise import AbstractGaussianNoise as AbstractGaussianNoise
 from ._noise import AbstractNoise as AbstractNoise
 from ._noise import Laplace as Laplace

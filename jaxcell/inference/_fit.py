@@ -16,6 +16,8 @@ import optax
 import optimistix as optx
 from jaxtyping import Array, ArrayLike
 
+from ._forward import forward_only as _forward_only
+from ._levenberg_marquardt import LevenbergMarquardt
 from ._objective import Objective
 from ._petab import is_petab_problem, petab_objective
 
@@ -40,6 +42,21 @@ class _Problem(eqx.Module):
     def nll(self, xr: Array) -> Array:
         return self.objective._nll(self.full(xr))
 
+    def search_bounds(self):
+        """The objective's own bounds on the free coordinates (PEtab problems), or
+        ``None``."""
+        bounds = getattr(self.objective, "search_bounds", None)
+        if bounds is None:
+            return None
+        free = np.asarray(self.free, dtype=int)
+        return tuple(jnp.asarray(np.asarray(b, float)[free]) for b in bounds)
+
+    @property
+    def forward_mode(self) -> bool:
+        """Whether the simulations are differentiated forwards only."""
+        adjoint = self.objective.simulate_kwargs.get("adjoint")
+        return isinstance(adjoint, diffrax.ForwardMode)
+
 
 def _problem(objective: Objective, fixed: dict[int, float] | None = None) -> _Problem:
     fixed = fixed or {}
@@ -56,14 +73,20 @@ def _min_fn(xr, problem):
     return problem.nll(xr), None
 
 
-@eqx.filter_jit
-def _optx_init(solver, fn, problem, x, options):
+def _ls_fn_fwd(xr, problem):
+    return _forward_only(lambda z: problem.objective._residuals(problem.full(z)))(xr), None
+
+
+def _min_fn_fwd(xr, problem):
+    return _forward_only(problem.nll)(xr), None
+
+
+def _optx_init_impl(solver, fn, problem, x, options):
     f_struct = jax.eval_shape(lambda: fn(x, problem)[0])
     return solver.init(fn, x, problem, options, f_struct, None, frozenset())
 
 
-@eqx.filter_jit
-def _optx_step(solver, fn, problem, x, state, options):
+def _optx_step_impl(solver, fn, problem, x, state, options):
     x, state, _ = solver.step(fn, x, problem, options, state, frozenset())
     done, result = solver.terminate(fn, x, problem, options, state, frozenset())
     info = state.f_info
@@ -74,11 +97,89 @@ def _optx_step(solver, fn, problem, x, state, options):
     return x, state, done, result == optx.RESULTS.successful, loss
 
 
-@eqx.filter_jit
-def _optax_step(opt, problem, x, opt_state):
-    value, grad = jax.value_and_grad(problem.nll)(x)
+def _optax_step_impl(opt, problem, x, opt_state):
+    nll = _forward_only(problem.nll) if problem.forward_mode else problem.nll
+    value, grad = jax.value_and_grad(nll)(x)
     updates, opt_state = opt.update(grad, opt_state, x)
     return optax.apply_updates(x, updates), opt_state, value, jnp.max(jnp.abs(grad))
+
+
+def _residuals_and_jacobian(problem):
+    """``x ↦ (residuals, Jacobian)``: forward mode when the simulations are
+    differentiated forwards (``len(x)`` JVPs), else reverse mode."""
+    def f(z):
+        r = problem.objective._residuals(problem.full(z))
+        return r, r
+
+    jac = jax.jacfwd if problem.forward_mode else jax.jacrev
+
+    def fn(x):
+        j, r = jac(f, has_aux=True)(x)
+        return r, j
+    return fn
+
+
+def _lm_init_impl(lm, problem, x):
+    return lm.init(_residuals_and_jacobian(problem), x, problem.search_bounds())
+
+
+def _lm_step_impl(lm, problem, state):
+    state, done, ok = lm.step(_residuals_and_jacobian(problem), state)
+    return state, done, ok
+
+
+_lm_init = eqx.filter_jit(_lm_init_impl)
+_lm_step = eqx.filter_jit(_lm_step_impl)
+
+
+@eqx.filter_jit
+def _lm_init_batch(lm, problem, xs):
+    return jax.vmap(lambda x: _lm_init_impl(lm, problem, x))(xs)
+
+
+@eqx.filter_jit
+def _lm_step_batch(lm, problem, states, active):
+    new, done, ok = jax.vmap(lambda st: _lm_step_impl(lm, problem, st))(states)
+    return _freeze(active, new, states), done, ok
+
+
+_optx_init = eqx.filter_jit(_optx_init_impl)
+_optx_step = eqx.filter_jit(_optx_step_impl)
+_optax_step = eqx.filter_jit(_optax_step_impl)
+
+
+def _freeze(active, new, old):
+    """``new`` where ``active`` (one flag per start, leading axis), else ``old``."""
+    def pick(n, o):
+        if not eqx.is_array(n):
+            return n
+        return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+@eqx.filter_jit
+def _optx_init_batch(solver, fn, problem, xs, options):
+    return eqx.filter_vmap(lambda x: _optx_init_impl(solver, fn, problem, x, options))(xs)
+
+
+@eqx.filter_jit
+def _optx_step_batch(solver, fn, problem, xs, states, active, options):
+    out = eqx.filter_vmap(
+        lambda x, st: _optx_step_impl(solver, fn, problem, x, st, options))(xs, states)
+    xn, sn, done, ok, loss = out
+    return _freeze(active, xn, xs), _freeze(active, sn, states), done, ok, loss
+
+
+@eqx.filter_jit
+def _optax_step_batch(opt, problem, xs, states, active):
+    xn, sn, v, gmax = eqx.filter_vmap(
+        lambda x, st: _optax_step_impl(opt, problem, x, st))(xs, states)
+    return _freeze(active, xn, xs), _freeze(active, sn, states), v, gmax
+
+
+@eqx.filter_jit
+def _nll_batch(problem, xs):
+    return jax.vmap(problem.nll)(xs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,75 +223,183 @@ class FitResult:
 
 
 def default_method(objective: Objective) -> Any:
-    """:class:`optimistix.LevenbergMarquardt` for least-squares objectives, else
+    """:class:`LevenbergMarquardt` for least-squares objectives, else
     :class:`optimistix.BFGS` (both with ``rtol = atol = 1e-8``)."""
     if objective.is_least_squares:
-        return optx.LevenbergMarquardt(rtol=1e-8, atol=1e-8)
+        return LevenbergMarquardt(rtol=1e-8, atol=1e-8)
     return optx.BFGS(rtol=1e-8, atol=1e-8)
 
 
-def _run_one(problem, method, x0, max_steps, options, callback, index):
-    n = len(problem.free)
-    if n == 0:
-        v = float(problem.nll(x0))
-        return x0, v, True, 0, (v,)
-    history = [float(_nll_jit(problem, x0))]
-    best_x, best_v = x0, history[0]
-    converged, steps = False, 0
+def _check_method(problem, method):
     if isinstance(method, optax.GradientTransformation):
-        x, state = x0, method.init(x0)
-        tol = 1e-10
-        quiet, prev = 0, history[0]
-        for steps in range(1, max_steps + 1):
-            x_new, state, v, gmax = _optax_step(method, problem, x, state)
-            v = float(v)
-            if steps > 1:
-                history.append(v)
-            if np.isfinite(v) and v <= best_v:
-                best_x, best_v = x, v
-            small = abs(prev - v) <= tol * (1 + abs(v)) or float(gmax) < 1e-8
-            quiet, prev = (quiet + 1 if small and steps > 1 else 0), v
-            x = x_new
-            if callback is not None:
-                callback(index, steps, v)
-            if quiet >= 10:
-                converged = True
-                break
-        v_last = float(_nll_jit(problem, x))
-        if np.isfinite(v_last) and v_last <= best_v:
-            best_x, best_v = x, v_last
-        return best_x, best_v, converged, steps, tuple(history)
-    least_squares = isinstance(method, optx.AbstractLeastSquaresSolver)
+        return
+    least_squares = isinstance(method, (optx.AbstractLeastSquaresSolver,
+                                        LevenbergMarquardt))
     if least_squares and not problem.objective.is_least_squares:
         raise ValueError(
             f"fit: {type(method).__name__} needs a sum-of-squares objective (Normal, "
             f"LogNormal or Log10Normal noise with a fixed sigma); use a minimiser such "
             f"as optimistix.BFGS.")
-    if not isinstance(method, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser)):
-        raise TypeError(f"fit: method must be an optimistix least-squares solver or "
-                        f"minimiser, or an optax GradientTransformation; got {method!r}.")
-    fn = _ls_fn if least_squares else _min_fn
+    if not isinstance(method, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser,
+                               LevenbergMarquardt)):
+        raise TypeError(f"fit: method must be jaxcell.inference.LevenbergMarquardt, an "
+                        f"optimistix least-squares solver or minimiser, or an optax "
+                        f"GradientTransformation; got {method!r}.")
+
+
+def _steppers(problem, method, options, batch):
+    """``(init(X) -> S, step(X, S, active) -> (X, S, done, ok, value, small))`` for a
+    group of starts ``X`` (rows), vmapped when ``batch`` else one start at a time;
+    ``value`` is the objective before (optax) or after (optimistix) the step and
+    ``small`` the optax gradient test."""
+    if isinstance(method, optax.GradientTransformation):
+        if batch:
+            def init(X):
+                return jax.vmap(method.init)(X)
+
+            def step(X, S, active):
+                X, S, v, g = _optax_step_batch(method, problem, X, S, jnp.asarray(active))
+                v, g = np.asarray(v), np.asarray(g)
+                return X, S, np.zeros(len(v), bool), np.zeros(len(v), bool), v, g < 1e-8
+        else:
+            def init(X):
+                return method.init(X[0])
+
+            def step(X, S, active):
+                x, S, v, g = _optax_step(method, problem, X[0], S)
+                return (x[None], S, np.zeros(1, bool), np.zeros(1, bool),
+                        np.asarray([float(v)]), np.asarray([float(g) < 1e-8]))
+        return init, step
+    if isinstance(method, LevenbergMarquardt):
+        const = float(problem.objective.nll_constant())
+        n = len(problem.free)
+        if batch:
+            def init(X):
+                return _lm_init_batch(method, problem, X)
+
+            def step(X, S, active):
+                S, done, ok = _lm_step_batch(method, problem, S, jnp.asarray(active))
+                v = np.asarray(S.loss) + const
+                return S.x, S, np.asarray(done), np.asarray(ok), v, np.zeros(len(v), bool)
+        else:
+            def init(X):
+                return _lm_init(method, problem, X[0])
+
+            def step(X, S, active):
+                S, done, ok = _lm_step(method, problem, S)
+                return (S.x.reshape(1, n), S, np.asarray([bool(done)]),
+                        np.asarray([bool(ok)]), np.asarray([float(S.loss) + const]),
+                        np.zeros(1, bool))
+        return init, step
+    least_squares = isinstance(method, optx.AbstractLeastSquaresSolver)
+    if problem.forward_mode:
+        fn = _ls_fn_fwd if least_squares else _min_fn_fwd
+    else:
+        fn = _ls_fn if least_squares else _min_fn
     const = float(problem.objective.nll_constant()) if least_squares else 0.0
-    x = x0
-    state = _optx_init(method, fn, problem, x, options)
-    for steps in range(1, max_steps + 1):
-        x, state, done, ok, loss = _optx_step(method, fn, problem, x, state, options)
-        v = float(loss) + const
-        history.append(v)
-        if callback is not None:
-            callback(index, steps, v)
-        if bool(done):
-            converged = bool(ok)
+    if batch:
+        def init(X):
+            return _optx_init_batch(method, fn, problem, X, options)
+
+        def step(X, S, active):
+            X, S, done, ok, loss = _optx_step_batch(method, fn, problem, X, S,
+                                                    jnp.asarray(active), options)
+            v = np.asarray(loss) + const
+            return X, S, np.asarray(done), np.asarray(ok), v, np.zeros(len(v), bool)
+    else:
+        def init(X):
+            return _optx_init(method, fn, problem, X[0], options)
+
+        def step(X, S, active):
+            x, S, done, ok, loss = _optx_step(method, fn, problem, X[0], S, options)
+            return (x[None], S, np.asarray([bool(done)]), np.asarray([bool(ok)]),
+                    np.asarray([float(loss) + const]), np.zeros(1, bool))
+    return init, step
+
+
+def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, batch):
+    """Optimise the starts ``X0`` (rows, reduced coordinates) together; returns one
+    ``(x, value, converged, steps, history)`` per start."""
+    B = X0.shape[0]
+    if len(problem.free) == 0:
+        return [(X0[i], float(problem.nll(X0[i])), True, 0, (float(problem.nll(X0[i])),))
+                for i in range(B)]
+    is_optax = isinstance(method, optax.GradientTransformation)
+    v0 = np.asarray(_nll_batch(problem, X0)) if batch else np.asarray(
+        [float(_nll_jit(problem, X0[0]))])
+    history = [[float(v)] for v in v0]
+    moved = [[float(v)] for v in v0]  # values after accepted (value-changing) steps
+    best_x, best_v = [X0[i] for i in range(B)], v0.copy()
+    converged, steps = np.zeros(B, bool), np.zeros(B, int)
+    active = np.ones(B, bool)
+    quiet, prev = np.zeros(B, int), v0.copy()
+    window = 10 if is_optax else 5
+    tol = ftol if ftol else (1e-10 if is_optax else 0.0)
+    init, step = _steppers(problem, method, options, batch)
+    X, S = X0, init(X0)
+    for k in range(1, max_steps + 1):
+        X_before = X
+        X, S, done, ok, v, small = step(X, S, active)
+        for i in np.nonzero(active)[0]:
+            steps[i] = k
+            if is_optax:
+                if k > 1:
+                    history[i].append(float(v[i]))
+                if np.isfinite(v[i]) and v[i] <= best_v[i]:
+                    best_x[i], best_v[i] = X_before[i], v[i]
+                flat = abs(prev[i] - v[i]) <= tol * (1 + abs(v[i])) or small[i]
+                quiet[i] = quiet[i] + 1 if flat and k > 1 else 0
+                prev[i] = v[i]
+                stop = quiet[i] >= window
+                converged[i] = stop
+            else:
+                if v[i] != history[i][-1]:  # an accepted step
+                    moved[i].append(float(v[i]))
+                history[i].append(float(v[i]))
+                h = moved[i]
+                stalled = (tol > 0 and len(h) > window and np.isfinite(h[-1])
+                           and h[-window - 1] - h[-1] <= tol * (1 + abs(h[-1])))
+                stop = bool(done[i]) or stalled
+                converged[i] = bool(ok[i]) if done[i] else stalled
+            if callback is not None:
+                callback(offset + i, k, float(v[i]))
+            if stop:
+                active[i] = False
+        if not active.any():
             break
-    v_last = float(_nll_jit(problem, x))
-    if not np.isfinite(best_v) or v_last <= best_v or converged:
-        best_x, best_v = x, v_last
-    return best_x, best_v, converged, steps, tuple(history)
+    v_last = np.asarray(_nll_batch(problem, X)) if batch else np.asarray(
+        [float(_nll_jit(problem, X[0]))])
+    out = []
+    for i in range(B):
+        better = np.isfinite(v_last[i]) and v_last[i] <= best_v[i]
+        if better or (not is_optax and (not np.isfinite(best_v[i]) or converged[i])):
+            best_x[i], best_v[i] = X[i], v_last[i]
+        out.append((best_x[i], float(best_v[i]), bool(converged[i]), int(steps[i]),
+                    tuple(history[i])))
+    return out
 
 
 @eqx.filter_jit
 def _nll_jit(problem, x):
     return problem.nll(x)
+
+
+def _projected(problem, xr, value):
+    """The full end point, clipped into the objective's own bounds where it has any
+    (``objective.project``, PEtab problems), and the objective value there."""
+    x = problem.full(xr)
+    project = getattr(problem.objective, "project", None)
+    if project is None:
+        return np.asarray(x), value
+    xp = project(x)
+    if bool(jnp.all(xp == x)):
+        return np.asarray(x), value
+    return np.asarray(xp), float(_nll_full_jit(problem.objective, xp))
+
+
+@eqx.filter_jit
+def _nll_full_jit(objective, x):
+    return objective._nll(x)
 
 
 def draw_starts(objective: Any, n: int, key: Any) -> Array:
@@ -210,12 +419,17 @@ def draw_starts(objective: Any, n: int, key: Any) -> Array:
 def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1,
         key: Any = None, max_steps: int = 500,
         callback: Callable[[int, int, float], None] | None = None,
+        ftol: float | None = None, batch: bool = False,
         _fixed: dict[int, float] | None = None) -> FitResult:
     """Minimise ``objective.nll`` from one or many starting points.
 
     Each start is a local optimisation driven step by step from Python by one compiled
     step function, which every start (and every later call on an objective of the same
-    structure) reuses; the objective values after each step form the history.
+    structure) reuses; the objective values after each step form the history. With
+    ``batch=True`` all starts advance together through one ``vmap``-ped step (one
+    dispatch per iteration for all of them; finished starts are frozen): worth it on
+    an accelerator, or for small, cheap models; on a CPU each iteration waits for the
+    slowest start (measured on Boehm in ``benchmarks/fit.py``).
 
     **Default method, and why.** :class:`optimistix.LevenbergMarquardt` when the
     objective is a sum of squares (Gaussian noise with fixed sigma), else
@@ -249,6 +463,13 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
         max_steps: maximum iterations per start.
         callback: ``callback(start, step, value)`` after every iteration (progress);
             each finished start is also logged at INFO level on ``jaxcell.inference``.
+        ftol: also stop a start (counted as converged) once its value improved by at
+            most ``ftol * (1 + |value|)`` over its last 5 accepted steps (for optax:
+            changed by at most that in each of 10 iterations).
+            Default: the objective's ``default_ftol``: ``1e-8`` for PEtab problems
+            (close to fides's absolute 1e-6 at Boehm's scale), else 0 (only the
+            solver's own test; 1e-10 for optax).
+        batch: run all starts as one ``vmap``-ped batch (see above).
 
     Returns:
         A :class:`FitResult`.
@@ -280,18 +501,24 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
             raise ValueError(f"fit: starts must have shape (n, {len(objective.parameters)});"
                              f" got {points.shape}.")
     adjoint = objective.simulate_kwargs.get("adjoint")
-    options = {"jac": "fwd" if isinstance(adjoint, diffrax.ForwardMode) else "bwd"}
+    _check_method(problem, method)
+    options = ({"jac": "fwd" if isinstance(adjoint, diffrax.ForwardMode) else "bwd"}
+               if isinstance(method, optx.AbstractLeastSquaresSolver) else {})
+    if ftol is None:
+        ftol = float(getattr(objective, "default_ftol", 0.0))
+    X = points[:, free]
+    groups = [np.arange(len(points))] if batch else [[i] for i in range(len(points))]
     results = []
-    for i, p in enumerate(points):
-        xr0 = p[free]
-        x, v, ok, steps, hist = _run_one(problem, method, xr0, max_steps,
-                                         options if isinstance(
-                                             method, optx.AbstractLeastSquaresSolver)
-                                         else {}, callback, i)
-        results.append(StartResult(np.asarray(problem.full(xr0)),
-                                   np.asarray(problem.full(x)), v, ok, steps, hist))
-        logger.info("fit: start %d/%d: nll %.6g after %d steps (%s)", i + 1,
-                    len(points), v, steps, "converged" if ok else "not converged")
+    for g in groups:
+        g = np.asarray(g)
+        for j, (x, v, ok, steps, hist) in zip(g, _run_group(
+                problem, method, X[g], max_steps, options, callback, int(g[0]), ftol,
+                batch)):
+            x_full, v = _projected(problem, x, v)
+            results.append(StartResult(np.asarray(problem.full(X[j])), x_full, v, ok, steps,
+                                       hist))
+            logger.info("fit: start %d/%d: nll %.6g after %d steps (%s)", j + 1,
+                        len(points), v, steps, "converged" if ok else "not converged")
     finite = [r for r in results if np.isfinite(r.value)] or results
     best = min(finite, key=lambda r: r.value)
     values = {k: float(v) for k, v in objective.parameters.values(best.x).items()}

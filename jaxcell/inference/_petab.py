@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ..io._events import STATUS_OK
+from ._forward import forward_only
 
 _SCALE_FORWARD = {
     "lin": lambda x: x,
@@ -23,6 +24,8 @@ _SCALE_FORWARD = {
 
 _K = 50.0  # log(2πσ²) + K > 0 for σ > 1e-11
 _FAILED_RESIDUAL = 1e8
+#: weight of the bound penalty: residual ``W·(x - upper)`` above, ``W·(lower - x)`` below.
+_BOUND_WEIGHT = 1e4
 
 
 class PetabParameters(eqx.Module):
@@ -72,11 +75,19 @@ class PetabParameters(eqx.Module):
 
 class PetabObjective(eqx.Module):
     """A :class:`~jaxcell.io.PetabProblem` as an objective for :func:`fit`: ``nll`` is
-    the problem's ``nllh`` (priors excluded), minimised with
-    :class:`optimistix.BFGS` by default (PEtab noise parameters are usually estimated,
-    so the objective is not a fixed-weight sum of squares). All ``starts`` that
-    :func:`fit` draws are uniform within the PEtab bounds (the nominal point is not
-    used as a start unless given explicitly).
+    the problem's ``nllh`` (priors excluded), minimised by Levenberg–Marquardt when
+    every noise model is normal (see :attr:`is_least_squares`), else
+    :class:`optimistix.BFGS`. All ``starts`` that :func:`fit` draws are uniform within
+    the PEtab bounds (the nominal point is not used as a start unless given
+    explicitly).
+
+    **Bounds.** The PEtab bounds are part of the problem. The default
+    :class:`LevenbergMarquardt` projects every step into them (:attr:`search_bounds`).
+    The other optimisers (optimistix, optax) are unconstrained, so for them the
+    objective gets a steep quadratic penalty outside the bounds,
+    ``(10⁴ · distance)² / 2`` (zero within), and :func:`fit` clips each end point
+    into the bounds (:meth:`project`) and reports the ``nllh`` there: every reported
+    point is feasible.
 
     Build it with :func:`petab_objective`; :func:`fit` also accepts the problem itself.
     """
@@ -86,6 +97,8 @@ class PetabObjective(eqx.Module):
 
     #: :func:`fit` draws every start at random (none at ``parameters.x0``).
     random_starts_only = True
+    #: :func:`fit` stops a start whose ``nllh`` stalls (see its ``ftol``).
+    default_ftol = 1e-8
 
     def __init__(self, problem: Any):
         self.problem = problem
@@ -110,8 +123,23 @@ class PetabObjective(eqx.Module):
         squares; ``K`` = 50), and :func:`fit` uses Levenberg–Marquardt."""
         return all(o["dist"] == "normal" for o in self.problem._observables)
 
+    def _violation(self, x: Array) -> Array:
+        lo, hi = (jnp.asarray(b) for b in self.parameters.bounds)
+        return _BOUND_WEIGHT * (jnp.maximum(x - hi, 0.0) + jnp.maximum(lo - x, 0.0))
+
     def _nll(self, x: Array) -> Array:
-        return self.problem._nllh_impl(x)
+        return self.problem._nllh_impl(x) + 0.5 * jnp.sum(self._violation(x) ** 2)
+
+    @property
+    def search_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The PEtab bounds on the parameter scale: :class:`LevenbergMarquardt` keeps
+        every iterate within them."""
+        return self.parameters.bounds
+
+    def project(self, x: Array) -> Array:
+        """``x`` clipped into the PEtab bounds (what :func:`fit` reports)."""
+        lo, hi = (jnp.asarray(b) for b in self.parameters.bounds)
+        return jnp.clip(x, lo, hi)
 
     def _terms(self, x: Array):
         pb = self.problem
@@ -170,7 +198,10 @@ class PetabObjective(eqx.Module):
 
 @eqx.filter_jit
 def _value_and_grad_jit(objective: PetabObjective, x: Array) -> tuple[Array, Array]:
-    return jax.value_and_grad(objective._nll)(x)
+    nll = objective.problem._nllh_impl
+    if objective.problem.forward_mode:
+        nll = forward_only(nll)
+    return jax.value_and_grad(nll)(x)
 
 
 def is_petab_problem(obj: Any) -> bool:
