@@ -344,8 +344,8 @@ def _fit(args: argparse.Namespace) -> int:
         return _fail(str(e))
     objective = petab_objective(problem)
     print(f"{problem!r}: {args.starts} starts uniform within the bounds (seed {args.seed}),"
-          f" {'Levenberg-Marquardt' if objective.is_least_squares else 'BFGS'}; the first"
-          f" start compiles", flush=True)
+          f" {'Levenberg-Marquardt (bounded)' if objective.is_least_squares else 'BFGS'};"
+          f" the first start compiles", flush=True)
     t_start = time.perf_counter()
 
     def progress(i, step, value):

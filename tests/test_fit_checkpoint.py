@@ -28,8 +28,8 @@ import pytest
 
 import jaxcell as jc
 from jaxcell.inference import (
-    LevenbergMarquardt,
     Experiment,
+    LevenbergMarquardt,
     Normal,
     Objective,
     Parameter,

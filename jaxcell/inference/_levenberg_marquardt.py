@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
@@ -38,16 +37,16 @@ class LevenbergMarquardt(eqx.Module):
     when an accepted step changes the loss by at most ``atol + rtol·loss`` and ``x``
     by at most ``atol + rtol·‖x‖`` (as :class:`optimistix.LevenbergMarquardt`), or
     when the Gauss–Newton model of the step promises a decrease of at most
-    ``atol + rtol·loss``, or
-    when the gradient ``‖Jᵀr‖∞ ≤ gtol`` (over the coordinates not held at a bound); the short-step test only counts while
-    ``λ ≤ 1`` (a step cut short by heavy damping is not convergence). It gives up
-    (not converged) once ``λ > 10²⁰``.
+    ``atol + rtol·loss``, or when the gradient ``‖Jᵀr‖∞ ≤ gtol`` (over the
+    coordinates not held at a bound); the short-step tests only count while
+    ``λ ≤ 1`` (a step cut short by heavy damping is not convergence). It gives up (not
+    converged) once ``λ > 10²⁰``.
 
     **Bounds** (``init(..., bounds=(lower, upper))``; :func:`fit` passes the PEtab
     bounds): coordinates at a bound whose gradient points outwards are held there
     (left out of the linear solve), each trial point is the step projected into the
-    box, and the gain ratio uses the projected step (a projected Levenberg–Marquardt method, Kanzow, Yamashita
-    & Fukushima 2004), so every iterate is feasible.
+    box, and the gain ratio uses the projected step (a projected Levenberg–Marquardt
+    method, Kanzow, Yamashita & Fukushima 2004), so every iterate is feasible.
 
     Every branch is a ``jnp.where``, so ``vmap`` over starts gives each start exactly
     the iterates it has alone: :func:`fit` uses it for ``batch=True``. (Measured:
