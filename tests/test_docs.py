@@ -54,6 +54,7 @@ EXECUTED_PAGES = (
     "concepts/sbml.md",
     "concepts/cells-and-tissues.md",
     "concepts/checkpoints.md",
+    "concepts/fitting.md",
     pytest.param("concepts/french-flag.md", marks=pytest.mark.slow),
     pytest.param("concepts/bayesian.md", marks=pytest.mark.slow),
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),

@@ -49,7 +49,12 @@ def test_fit_boehm_from_near_the_optimum():
     pb = _boehm()
     x0 = np.asarray(pb.x_nominal) + 0.1 * np.sin(np.arange(9.0))
     result = fit(pb, starts=x0[None], max_steps=60)
-    assert result.value <= BOEHM_BEST + 1e-3
+    assert result.value <= BOEHM_BEST + 1e-3 and result.converged
+    # k_exp_hetero sits on its lower PEtab bound (1e-5) at the optimum: held there
+    lo, hi = pb.lower_bounds, pb.upper_bounds
+    assert np.all(result.x >= lo) and np.all(result.x <= hi)
+    i = list(pb.parameter_ids).index("k_exp_hetero")
+    assert result.x[i] == lo[i]
     assert set(result.values) == set(pb.parameter_ids)
     assert result.values["sd_pSTAT5A_rel"] == pytest.approx(3.8526, rel=0.05)
 
@@ -63,7 +68,9 @@ def test_fit_boehm_random_starts_are_within_bounds():
     assert len(result.starts) == 2
     for s in result.starts:
         assert np.all(s.x0 >= pb.lower_bounds) and np.all(s.x0 <= pb.upper_bounds)
+        assert np.all(s.x >= pb.lower_bounds) and np.all(s.x <= pb.upper_bounds)
         assert not np.allclose(s.x0, pb.x_nominal)
+        assert s.value == pytest.approx(float(pb.nllh(s.x)), rel=1e-9)
 
 
 @pytest.mark.slow

@@ -141,27 +141,10 @@ class PetabObjective(eqx.Module):
         lo, hi = (jnp.asarray(b) for b in self.parameters.bounds)
         return jnp.clip(x, lo, hi)
 
-    def _terms(self, x: Array):
-        pb = self.problem
-        p = pb._p_all(x)
-        outs, status = pb._simulate_impl(x)
-        for o in pb._observables:
-            out = outs[o["cond"], o["tix"]]
-            ph_o = pb._values(o["osrc"], o["oconst"], p)
-            ph_n = pb._values(o["nsrc"], o["nconst"], p)
-
-            def one(out, ph_o, ph_n, t, o=o):
-                h = o["obs"]({"out": out, "ph": ph_o, "p": p, "t": t})
-                s = o["noise"]({"out": out, "ph": ph_n, "p": p, "t": t})
-                return h, s
-
-            h, sigma = jax.vmap(one)(out, ph_o, ph_n, jnp.asarray(o["t"]))
-            yield o, jnp.asarray(o["y"]), h, sigma, status
-
     def _residuals(self, x: Array) -> Array:
+        groups, status = self.problem._predictions(x)
         parts = []
-        ok = True
-        for o, y, h, sigma, status in self._terms(x):
+        for o, y, h, sigma in groups:
             if o["trans"] == "lin":
                 r = y - h
             elif o["trans"] == "log":
@@ -170,8 +153,8 @@ class PetabObjective(eqx.Module):
                 r = jnp.log10(y) - jnp.log10(h)
             parts.append(r / sigma)
             parts.append(jnp.sqrt(jnp.maximum(jnp.log(2 * jnp.pi * sigma**2) + _K, 0.0)))
-            ok = jnp.all(status == STATUS_OK)
         res = jnp.concatenate(parts)
+        ok = jnp.all(status == STATUS_OK)
         return jnp.where(ok & jnp.all(jnp.isfinite(res)), res, _FAILED_RESIDUAL)
 
     def nll_constant(self) -> Array:

@@ -129,10 +129,14 @@ class PetabProblem(PetabTables):
         return jax.lax.map(lambda a: self._simulate_one(*a),
                            (sim_vals, jnp.asarray(self._ts), x_pre, jnp.asarray(self._mask)))
 
-    def _nllh_impl(self, x):
+    def _predictions(self, x):
+        """``([(observable, y, h, sigma), ...], status)``: for each observable group its
+        measurements ``y``, simulated observables ``h`` and noise ``sigma``, plus the
+        per-condition simulation status (shared by :meth:`nllh` and the fitting
+        residuals of :class:`jaxcell.inference.PetabObjective`)."""
         p = self._p_all(x)
         outs, status = self._simulate_impl(x)
-        total = jnp.zeros(())
+        groups = []
         for o in self._observables:
             out = outs[o["cond"], o["tix"]]
             ph_o = self._values(o["osrc"], o["oconst"], p)
@@ -144,8 +148,14 @@ class PetabProblem(PetabTables):
                 return h, s
 
             h, sigma = jax.vmap(one)(out, ph_o, ph_n, jnp.asarray(o["t"]))
-            total = total + jnp.sum(_nllh_terms(jnp.asarray(o["y"]), h, sigma, o["trans"],
-                                                o["dist"]))
+            groups.append((o, jnp.asarray(o["y"]), h, sigma))
+        return groups, status
+
+    def _nllh_impl(self, x):
+        groups, status = self._predictions(x)
+        total = jnp.zeros(())
+        for o, y, h, sigma in groups:
+            total = total + jnp.sum(_nllh_terms(y, h, sigma, o["trans"], o["dist"]))
         return jnp.where(jnp.all(status == STATUS_OK), total, jnp.inf)
 
     def nllh(self, x: ArrayLike) -> Array:
