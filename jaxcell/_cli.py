@@ -412,7 +412,8 @@ def _plot_fit(out_dir: str, problem, objective, x) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for o, y, h, _, _ in objective._terms(jnp.asarray(x)):
+    groups, _ = problem._predictions(jnp.asarray(x))
+    for o, y, h, _ in groups:
         conds = sorted(set(int(c) for c in o["cond"]))
         fig, axes = plt.subplots(1, len(conds), figsize=(4.5 * len(conds), 3.5),
                                  squeeze=False)
