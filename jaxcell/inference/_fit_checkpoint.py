@@ -13,7 +13,6 @@ written and read with the same helpers.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import warnings
@@ -285,37 +284,13 @@ def _save(store, ocp, mgr, root, identity: dict, points: np.ndarray, key,
         ("history", np.concatenate([np.asarray(r.history, dtype=np.float64)
                                     for r in results])),
     ]
-    leaves, parts, offset = [], [], 0
-    for role, x in entries:
-        raw = np.ascontiguousarray(x).tobytes()
-        leaves.append({"role": role, "path": None, "shape": list(x.shape),
-                       "dtype": x.dtype.str, "offset": offset, "nbytes": len(raw)})
-        parts.append(raw)
-        offset += len(raw)
-    blob = np.frombuffer(b"".join(parts), dtype=np.uint8)
+    leaves, blob = store.pack([(role, None, x) for role, x in entries])
     # "format" and "chunk" as store.read expects them; "kind" tells fits from runs.
     meta = {"format": store._FORMAT, **identity, "chunk": step,
             "key_impl": None if not (isinstance(key, jax.Array) and jnp.issubdtype(
                 key.dtype, jax.dtypes.prng_key)) else str(jax.random.key_impl(key)),
             "leaves": leaves}
-    meta["checksum"] = store._checksum(meta, blob)
-    saved = mgr.save(step, args=ocp.args.Composite(
-        data=ocp.args.StandardSave({"blob": blob}), meta=ocp.args.JsonSave(meta)))
-    mgr.wait_until_finished()
-    if not saved:
-        raise CheckpointError(f"orbax declined to write checkpoint {step} in {str(root)!r} "
-                              f"(it holds steps {mgr.all_steps()}).")
-    try:
-        store.read(ocp, mgr, step)
-    except store._Unreadable as e:
-        with contextlib.suppress(Exception):
-            mgr.delete(step)
-        raise CheckpointError(
-            f"Checkpoint {step} in {str(root)!r} could not be verified after writing "
-            f"({e}); it was removed and the earlier checkpoints are kept.") from e
-    for old in sorted(mgr.all_steps())[:-keep]:  # only now that the new one is good
-        if old < step:
-            mgr.delete(old)
+    store.commit(ocp, mgr, root, step, blob, meta, keep)
 
 
 def _restore(store, ocp, mgr, root, identity: dict, resume: bool) -> list[StartResult]:

@@ -164,8 +164,16 @@ def save(ocp, mgr, root: Path, step: int, n_chunks: int, t: float, identity: dic
     entries += [("y", p, np.asarray(value_at(y, p))) for p, _ in _owned(y)]
     entries += [("ts", None, outputs["ts"])]
     entries += [("out", p, v) for p, v in outputs["values"].items()]
-    # All arrays go into one byte array: one read that either succeeds or fails whole
-    # (orbax also cannot write zero-size arrays), described by the metadata.
+    leaves, blob = pack(entries)
+    meta = {**identity, "chunk": step, "n_chunks": n_chunks, "t": float(t),
+            "key_impl": str(jax.random.key_impl(key)), "stats": stats, "leaves": leaves}
+    commit(ocp, mgr, root, step, blob, meta, keep)
+
+
+def pack(entries) -> tuple[list[dict], np.ndarray]:
+    """``(leaves, blob)``: the arrays of ``entries`` (``(role, path or None, array)``)
+    in one byte array, so that a read either succeeds or fails whole (orbax also cannot
+    write zero-size arrays), and the metadata that describes each."""
     leaves, parts, offset = [], [], 0
     for role, path, x in entries:
         raw = np.ascontiguousarray(x).tobytes()
@@ -174,9 +182,14 @@ def save(ocp, mgr, root: Path, step: int, n_chunks: int, t: float, identity: dic
                        "nbytes": len(raw)})
         parts.append(raw)
         offset += len(raw)
-    blob = np.frombuffer(b"".join(parts), dtype=np.uint8)
-    meta = {**identity, "chunk": step, "n_chunks": n_chunks, "t": float(t),
-            "key_impl": str(jax.random.key_impl(key)), "stats": stats, "leaves": leaves}
+    return leaves, np.frombuffer(b"".join(parts), dtype=np.uint8)
+
+
+def commit(ocp, mgr, root: Path, step: int, blob: np.ndarray, meta: dict,
+           keep: int) -> None:
+    """Write checkpoint ``step`` (``meta`` gets its checksum), read it back and verify
+    it, and only then prune all but the ``keep`` newest; a checkpoint that fails the
+    check is removed and the earlier ones are kept."""
     meta["checksum"] = _checksum(meta, blob)
     saved = mgr.save(step, args=ocp.args.Composite(
         data=ocp.args.StandardSave({"blob": blob}), meta=ocp.args.JsonSave(meta)))
@@ -193,7 +206,6 @@ def save(ocp, mgr, root: Path, step: int, n_chunks: int, t: float, identity: dic
             f"Checkpoint {step} in {str(root)!r} could not be verified after writing "
             f"({e}); it was removed and the earlier checkpoints are kept."
         ) from e
-    # Prune by hand, only now that the new checkpoint is known to be good.
     for old in sorted(mgr.all_steps())[:-keep]:
         if old < step:
             mgr.delete(old)
