@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float
 
 
 class LMState(eqx.Module):
@@ -18,8 +18,6 @@ class LMState(eqx.Module):
     loss: Float[Array, ""]
     damping: Float[Array, ""]
     growth: Float[Array, ""]
-    scale: Float[Array, " n"]
-    accepted: Int[Array, ""]
     lower: Float[Array, " n"]
     upper: Float[Array, " n"]
 
@@ -76,13 +74,11 @@ class LevenbergMarquardt(eqx.Module):
                             for b in bounds)
         x = jnp.clip(x, lower, upper)
         r, jac = fn(x)
-        diag = jnp.sum(jac**2, axis=0)
         loss = 0.5 * jnp.sum(r**2)
         finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(jac))
-        diag = jnp.where(jnp.isfinite(diag), diag, 0.0)
         damping = jnp.asarray(self.damping0, x.dtype)
         return LMState(x, r, jac, jnp.where(finite, loss, jnp.inf), damping,
-                       jnp.asarray(2.0, x.dtype), diag, jnp.asarray(0), lower, upper)
+                       jnp.asarray(2.0, x.dtype), lower, upper)
 
     def step(self, fn: Callable[[Array], tuple[Array, Array]], state: LMState
              ) -> tuple[LMState, Bool[Array, ""], Bool[Array, ""]]:
@@ -90,9 +86,8 @@ class LevenbergMarquardt(eqx.Module):
         jac, r = state.jac, state.r
         g = jac.T @ r
         a = jac.T @ jac
-        scale = jnp.diag(a)
-        floor = 1e-12 * jnp.maximum(jnp.max(scale), 1e-300)
-        d = jnp.maximum(scale, floor)
+        diag = jnp.diag(a)
+        d = jnp.maximum(diag, 1e-12 * jnp.maximum(jnp.max(diag), 1e-300))
         # coordinates held at a bound (the gradient pushes outwards) are left out
         held = (((state.x <= state.lower) & (g > 0))
                 | ((state.x >= state.upper) & (g < 0)))
@@ -130,7 +125,6 @@ class LevenbergMarquardt(eqx.Module):
             return jnp.where(accept, new, old)
 
         new = LMState(pick(x_try, state.x), pick(r_try, r), pick(jac_try, jac),
-                      pick(loss_try, state.loss), damping, growth, scale,
-                      state.accepted + accept.astype(state.accepted.dtype),
-                      state.lower, state.upper)
+                      pick(loss_try, state.loss), damping, growth, state.lower,
+                      state.upper)
         return new, converged | stuck, converged
