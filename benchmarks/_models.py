@@ -2,7 +2,7 @@
 
 ``repressilator()`` and ``kholodenko_mapk()`` are jaxcell's own library models.
 ``boehm()`` and ``fujita()`` are PEtab benchmark problems shipped in ``tests/data/petab``
-(Boehm_JProteomeRes2014, Fujita_SciSignal2010), imported with ``jaxcell.io.load_sbml`` at
+(Boehm_JProteomeRes2014, Fujita_SciSignal2010), imported with ``jaxcell.sbml.load_sbml`` at
 the PEtab nominal parameters. ``spec(name)`` describes each of the four for jaxcell,
 scipy and libRoadRunner (model, times, initial state, kinetic parameters, numpy
 right-hand side, SBML text).
@@ -180,14 +180,14 @@ def _petab_values(model, folder: Path, extra=None) -> dict[str, float]:
 
 
 def boehm():
-    """Boehm et al. (2014) STAT5 dimerisation, ``jaxcell.io.SBMLModel`` at the PEtab
+    """Boehm et al. (2014) STAT5 dimerisation, ``jaxcell.sbml.SBMLModel`` at the PEtab
     nominal parameters (the XML's values are an older fit)."""
     model = jio.load_sbml(BOEHM_XML)
     return model.replace_parameters(_petab_values(model, BOEHM_DIR))
 
 
 def fujita(condition: str = FUJITA_CONDITION):
-    """Fujita et al. (2010) EGF-Akt-S6 pathway, ``jaxcell.io.SBMLModel`` at the PEtab
+    """Fujita et al. (2010) EGF-Akt-S6 pathway, ``jaxcell.sbml.SBMLModel`` at the PEtab
     nominal parameters and the EGF input (EGF_0, EGF_rate, EGF_end) of ``condition``."""
     model = jio.load_sbml(FUJITA_XML)
     return model.replace_parameters(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate every PEtab problem in a folder with ``jaxcell.io.load_petab``.
+"""Evaluate every PEtab problem in a folder with ``jaxcell.petab.load_petab``.
 
     python benchmarks/petab_suite.py --problems ../shared/data/petab \\
         --json bench-results/petab_suite.json [--only A,B]
@@ -9,7 +9,7 @@ Layout: one subfolder per problem holding one PEtab (v1) YAML file at its top le
 nominal parameters (priors excluded) and, where ``DIR/reference_llh.csv`` (columns
 ``problem``, ``llh_at_nominal``) lists the problem, the absolute difference. Status:
 ``ok`` (``|diff| <= 1e-3``, or no reference and a finite value), ``mismatch``,
-``unsupported`` (``jaxcell.io.PetabUnsupportedError`` / ``SBMLUnsupportedError``, with
+``unsupported`` (``jaxcell.petab.PetabUnsupportedError`` / ``SBMLUnsupportedError``, with
 the feature) or ``error`` (anything else, with the message). ``time_s``: load + first
 ``nllh`` (trace, compile, run). Rows: case = problem, tool = jaxcell, metrics ``llh``,
 ``abs_diff``, ``status``, ``time_s``. A measurement tool: the exit code is 0 whatever

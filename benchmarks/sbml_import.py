@@ -7,8 +7,8 @@ collection is absent). Nominal parameters from the PEtab parameters table (ids t
 global SBML parameters), default condition, 50 output times from 0 to the largest
 measurement time, rtol 1e-8, atol 1e-12, float64. Per model:
 
-* jaxcell: ``jaxcell.io.load_sbml`` (import: libsbml parse + validation + jaxcell's
-  structure), the first ``jaxcell.io.simulate_sbml`` (trace + XLA compile + run),
+* jaxcell: ``jaxcell.sbml.load_sbml`` (import: libsbml parse + validation + jaxcell's
+  structure), the first ``jaxcell.sbml.simulate_sbml`` (trace + XLA compile + run),
   their sum (time to first result), the run time (median of later calls), compile time
   (first minus run), XLA compilations in a second call with new parameter values
   (should be 0);

@@ -7,7 +7,7 @@
 Each case: the model at its highest SBML Level/Version, simulated at the settings' output
 times, every listed variable compared at every time by the suite's rule
 ``|expected - actual| <= absolute + relative * |expected|``. Status ``pass``, ``fail``
-(wrong numbers), ``unsupported`` (``jaxcell.io.SBMLUnsupportedError``) or ``error``
+(wrong numbers), ``unsupported`` (``jaxcell.sbml.SBMLUnsupportedError``) or ``error``
 (anything else: other SBML errors, solver failures, timeouts, crashes). Cases run in
 spawned worker processes, one at a time each. A measurement tool: the exit code is 0
 whatever the cases do, and 2 for bad command-line usage.

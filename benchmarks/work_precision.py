@@ -8,7 +8,7 @@ peers up).
 **Part 1 — comparison table** (cases ``boehm``, ``fujita``, ``mapk``, ``repressilator``
 from ``_models.spec``: 101 output times, rtol 1e-6, atol 1e-8). Rows per case and tool:
 
-* ``single_s``: one simulation. jaxcell: the user-facing call, ``jaxcell.io.solve_sbml``
+* ``single_s``: one simulation. jaxcell: the user-facing call, ``jaxcell.sbml.solve_sbml``
   (Boehm, Fujita) or ``jc.simulate`` (MAPK, repressilator), waited for with
   ``block_until_ready``; libroadrunner: ``rr.reset()`` + ``rr.simulate(0, t1, 101)``
   (CVODE); amici: ``_amici.simulate`` (CVODES, no sensitivities); scipy:

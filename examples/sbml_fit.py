@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcell.io import load_sbml, solve_sbml
+from jaxcell.sbml import load_sbml, solve_sbml
 
 MODEL = Path(__file__).resolve().parents[1] / "tests/data/petab/Bertozzi_PNAS2020/model.xml"
 TRUE = {"R0_": 3.0, "gamma_": 0.1}

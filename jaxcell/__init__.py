@@ -18,13 +18,19 @@ from . import inference as inference
 from . import io as io
 from . import models as models
 from . import neural as neural
+from . import petab as petab
+from . import sbml as sbml
 from . import solvers as solvers
 from . import tissue as tissue
 from ._cache import enable_compilation_cache as enable_compilation_cache
+from ._checkpoint import simulate_checkpointed as simulate_checkpointed
 from ._composite import Composite as Composite
 from ._composite import as_composite as as_composite
 from ._discrete import DiscreteRule as DiscreteRule
 from ._ensemble import ensemble as ensemble
+from ._errors import (
+    CheckpointError as CheckpointError,
+)
 from ._errors import (
     JaxcellError as JaxcellError,
 )
@@ -86,7 +92,6 @@ from ._state import (
     nest_state as nest_state,
 )
 from ._trajectory import Trajectory as Trajectory
-from .io._checkpoint import simulate_checkpointed as simulate_checkpointed
 from .molecular import (
     AbstractRateLaw as AbstractRateLaw,
 )

@@ -244,7 +244,7 @@ def _simulate(args: argparse.Namespace) -> int:
         return _fail(f"--rtol and --atol must be positive, got {args.rtol:g}, {args.atol:g}")
 
     from ._errors import JaxcellError
-    from .io import load_sbml, simulate_sbml
+    from .sbml import load_sbml, simulate_sbml
 
     try:
         with stage(f"Reading {args.model}"):
@@ -334,8 +334,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     from ._errors import JaxcellError
     from .inference import fit
-    from .inference._petab import petab_objective
-    from .io import load_petab
+    from .petab import load_petab, petab_objective
 
     try:
         with stage(f"Reading {args.problem}"):

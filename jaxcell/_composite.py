@@ -27,7 +27,7 @@ from ._process import (
     Ports,
     describe_paths,
 )
-from ._state import StateSpec, StateView, Var, _suggest, flatten_state, nest_state, path_str
+from ._state import StateSpec, StateView, Var, flatten_state, nest_state, path_str, suggest
 
 
 def _label(p: AbstractProcess) -> str:
@@ -147,7 +147,7 @@ def _wire(leaves: Sequence[AbstractProcess]):
                 raise WiringError(
                     f"{_label(p)} reads component {label!r} of {path_str(path)!r}, but "
                     f"{_label(prov)} provides no such label; labels: {list(labels)}."
-                    f"{_suggest(label, labels)}"
+                    f"{suggest(label, labels)}"
                 )
         for path in pt.changes:
             if path in setter:
@@ -276,7 +276,7 @@ class Composite(AbstractProcess):
                "process has)")
         raise ModelError(
             f"No parameter {key!r} in composite {self.name!r}: {why}; processes are "
-            f"{sorted(p.name for p in leaves)}.{_suggest(key, self.parameters())}"
+            f"{sorted(p.name for p in leaves)}.{suggest(key, self.parameters())}"
         )
 
     def parameter(self, key: str) -> Array:
@@ -315,13 +315,13 @@ class Composite(AbstractProcess):
             ]
             raise WiringError(
                 f"{', '.join(users)} read {path_str(path)!r}, which no process owns or "
-                f"sets.{_suggest(path_str(path), known)}"
+                f"sets.{suggest(path_str(path), known)}"
             )
         for path in self.external_changes:
             users = [_label(p) for p in self.leaves if path in p.ports().changes]
             raise WiringError(
                 f"{', '.join(users)} change {path_str(path)!r}, which no process owns."
-                f"{_suggest(path_str(path), known)}"
+                f"{suggest(path_str(path), known)}"
             )
 
     def initial_state(self) -> State:

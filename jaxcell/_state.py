@@ -99,12 +99,12 @@ class Var:
     def index(self, label: str) -> int:
         """Position of ``label`` along the last axis."""
         if self.labels is None or label not in self.labels:
-            hint = _suggest(label, self.labels or ())
+            hint = suggest(label, self.labels or ())
             raise KeyError(f"No component named {label!r}.{hint}")
         return self.labels.index(label)
 
 
-def _suggest(name: str, options: Iterable[str]) -> str:
+def suggest(name: str, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(options), n=3)
     return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
 
@@ -145,7 +145,7 @@ class StateSpec:
             if q == p:
                 return v
         known = [path_str(q) for q, _ in self.owned + self.derived]
-        raise KeyError(f"No variable at {path_str(p)!r}.{_suggest(path_str(p), known)}")
+        raise KeyError(f"No variable at {path_str(p)!r}.{suggest(path_str(p), known)}")
 
     @property
     def size(self) -> int:
@@ -203,7 +203,7 @@ class StateView(Mapping):
             raise WiringError(
                 f"Process {self._owner!r} read component {ref[3]!r} of {path_str(p)!r}, "
                 f"which has no such label; labels: {list(labels)}."
-                f"{_suggest(ref[3], labels)}"
+                f"{suggest(ref[3], labels)}"
             )
         return value[..., labels.index(ref[3])]
 

@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from ._custom_types import State
-from ._state import StateSpec, _suggest, as_path, path_str
+from ._state import StateSpec, as_path, path_str, suggest
 
 
 class Trajectory(eqx.Module):
@@ -72,7 +72,7 @@ class Trajectory(eqx.Module):
                 return (hits[0] if hits else (var_hits[0], None))  # pyright: ignore
             if not hits and not var_hits:
                 names = self.names()
-                raise KeyError(f"No variable or component named {key!r}.{_suggest(key, names)}")
+                raise KeyError(f"No variable or component named {key!r}.{suggest(key, names)}")
             where = [path_str(p) for p, _ in hits] + [path_str(p) for p in var_hits]
             raise KeyError(f"{key!r} is ambiguous; it names components of {where}.")
         if isinstance(key, str) and key.count("/") == 3:

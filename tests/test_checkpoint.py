@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 
 import jaxcell as jc
+from jaxcell import CheckpointError
 from jaxcell.cellular import Adder, Death, Division, Population
-from jaxcell.io import CheckpointError
 
 TESTS = Path(__file__).resolve().parent
 ODE_RUN = {"t0": 0.0, "t1": 100.0, "every": 30.0, "saveat": np.linspace(0.0, 100.0, 11)}

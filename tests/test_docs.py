@@ -39,6 +39,8 @@ PUBLIC_MODULES = (
     "jaxcell.molecular",
     "jaxcell.solvers",
     "jaxcell.io",
+    "jaxcell.sbml",
+    "jaxcell.petab",
     "jaxcell.cellular",
     "jaxcell.tissue",
     "jaxcell.inference",

@@ -27,6 +27,7 @@ import optimistix as optx
 import pytest
 
 import jaxcell as jc
+from jaxcell import CheckpointError
 from jaxcell.inference import (
     Experiment,
     LevenbergMarquardt,
@@ -37,7 +38,6 @@ from jaxcell.inference import (
     fit,
     fit_checkpointed,
 )
-from jaxcell.io import CheckpointError
 
 TESTS = Path(__file__).resolve().parent
 N_STARTS = 6

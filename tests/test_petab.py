@@ -1,4 +1,4 @@
-"""``jaxcell.io.load_petab`` on the PEtab benchmark collection.
+"""``jaxcell.petab.load_petab`` on the PEtab benchmark collection.
 
 Reference log-likelihoods at the nominal parameters (priors excluded) come from
 ``reference_llh.csv`` of ``../shared/data/petab`` (the simulation tables of the

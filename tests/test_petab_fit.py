@@ -10,7 +10,7 @@ import pytest
 
 import jaxcell.io as jio
 from jaxcell.inference import fit
-from jaxcell.inference._petab import PetabObjective, petab_objective
+from jaxcell.petab._objective import PetabObjective, petab_objective
 
 BOEHM_YAML = (Path(__file__).resolve().parent / "data" / "petab" / "Boehm_JProteomeRes2014"
               / "Boehm_JProteomeRes2014.yaml")

@@ -4,7 +4,7 @@ For each PEtab problem (Benchmarking-Initiative/Benchmark-Models-PEtab, commit 4
 BSD-3-Clause) in ``../shared/data/petab`` (next to the repository; tests skip when it is
 absent), plus the copy of ``Bertozzi_PNAS2020`` shipped in ``tests/data/petab``:
 
-1. load the SBML model with ``jaxcell.io.load_sbml``;
+1. load the SBML model with ``jaxcell.sbml.load_sbml``;
 2. set the nominal parameter values of the PEtab parameters table. In PEtab v1 the
    ``nominalValue`` column is on the *linear* scale whatever ``parameterScale``
    (lin/log/log10) says, so it is used as it is. Only ids that are global SBML

@@ -1,4 +1,4 @@
-"""PEtab objective priors against scipy.stats (jaxcell.io._petab_priors)."""
+"""PEtab objective priors against scipy.stats (jaxcell.petab._priors)."""
 
 import csv
 import math
@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import jaxcell as jc
-from jaxcell.io._petab_priors import PRIOR_TYPES, neg_log_prior, parse_prior
+from jaxcell.petab._priors import PRIOR_TYPES, neg_log_prior, parse_prior
 
 SHARED = Path(__file__).resolve().parents[1] / "../shared/data/petab"
 

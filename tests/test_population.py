@@ -199,7 +199,7 @@ def test_per_cell_runs_an_imported_sbml_model():
     # twice the Epo degradation rate; the first two must equal one cell alone.
     from pathlib import Path
 
-    from jaxcell.io import load_sbml
+    from jaxcell.sbml import load_sbml
 
     here = Path(__file__).parent / "data/petab/Boehm_JProteomeRes2014"
     model = load_sbml(here / "model_Boehm_JProteomeRes2014.xml")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxcell as jc
-from jaxcell.io import SBMLError, SBMLUnsupportedError, load_sbml, simulate_sbml, solve_sbml
+from jaxcell.sbml import SBMLError, SBMLUnsupportedError, load_sbml, simulate_sbml, solve_sbml
 from tests.sbml_builder import build
 
 DECAY = build(

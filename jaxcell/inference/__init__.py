@@ -26,8 +26,6 @@ from ._noise import Normal as Normal
 from ._objective import Objective as Objective
 from ._parameters import Parameter as Parameter
 from ._parameters import Parameters as Parameters
-from ._petab import PetabObjective as PetabObjective
-from ._petab import petab_objective as petab_objective
 from ._profile import Profile as Profile
 from ._profile import profile as profile
 from ._transforms import AbstractTransform as AbstractTransform

@@ -19,7 +19,6 @@ from jaxtyping import Array, ArrayLike
 from ._forward import forward_only as _forward_only
 from ._levenberg_marquardt import LevenbergMarquardt
 from ._objective import Objective
-from ._petab import is_petab_problem, petab_objective
 
 logger = logging.getLogger("jaxcell.inference")
 
@@ -456,8 +455,8 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
     fitted from vmax = 0.3, km = 2; log scales; ``tests/test_inference.py``.)
 
     Arguments:
-        objective: an :class:`Objective`, or a :class:`jaxcell.io.PetabProblem` (from
-            :func:`jaxcell.io.load_petab`; see :func:`petab_objective`: every start
+        objective: an :class:`Objective`, or a :class:`jaxcell.petab.PetabProblem` (from
+            :func:`jaxcell.petab.load_petab`; see :func:`petab_objective`: every start
             uniform within the PEtab bounds on the parameter scale, results within
             them, ``values`` on the linear scale).
         method: :class:`LevenbergMarquardt`, an optimistix least-squares solver
@@ -493,7 +492,9 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
         >>> round(result.values["k"], 3)
         0.5
     """
-    if is_petab_problem(objective):
+    from ..petab import PetabProblem, petab_objective  # petab builds on inference
+
+    if isinstance(objective, PetabProblem):
         objective = petab_objective(objective)
     method = default_method(objective) if method is None else method
     problem = _problem(objective, _fixed)

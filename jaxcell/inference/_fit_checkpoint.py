@@ -24,6 +24,19 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
+from .._checkpoint_store import (
+    FORMAT,
+    Unreadable,
+    array_leaves,
+    checked_directory,
+    commit,
+    describe,
+    hash_parts,
+    pack,
+    read,
+    set_aside,
+    to_bytes,
+)
 from .._errors import CheckpointError
 from ._fit import FitResult, StartResult, default_method, draw_starts, fit
 from ._objective import Objective
@@ -125,8 +138,6 @@ def fit_checkpointed(
         >>> round(result.values["k"], 3), len(result.starts)
         (0.5, 3)
     """
-    from ..io import _checkpoint_store as store  # lazy: jaxcell.io imports inference
-
     if not isinstance(objective, Objective):
         raise TypeError(f"fit_checkpointed: objective must be an Objective; got "
                         f"{type(objective).__name__}.")
@@ -138,8 +149,8 @@ def fit_checkpointed(
         raise ValueError(f"fit_checkpointed: keep must be a positive integer; got {keep!r}.")
     method = default_method(objective) if method is None else method
     points, key = _start_points(objective, starts, key)
-    root = store.checked_directory(directory)
-    identity = _identity(store, objective, method, int(max_steps), points, key)
+    root = checked_directory(directory)
+    identity = _identity(objective, method, int(max_steps), points, key)
 
     import orbax.checkpoint as ocp  # heavy; imported only when checkpointing
 
@@ -151,7 +162,7 @@ def fit_checkpointed(
     )
     n = len(points)
     with ocp.CheckpointManager(root, options=options, item_names=("data", "meta")) as mgr:
-        results = _restore(store, ocp, mgr, root, identity, resume)
+        results = _restore(ocp, mgr, root, identity, resume)
         if results:
             logger.info("fit_checkpointed: resuming after %d/%d starts from %s.",
                         len(results), n, root)
@@ -161,7 +172,7 @@ def fit_checkpointed(
             one = fit(objective, method=method, starts=points[i:i + 1],
                       max_steps=int(max_steps), callback=cb).starts[0]
             results.append(one)
-            _save(store, ocp, mgr, root, identity, points, key, results, keep)
+            _save(ocp, mgr, root, identity, points, key, results, keep)
             logger.info("fit_checkpointed: start %d/%d: nll %.6g after %d steps (%s); "
                         "checkpoint %d saved.", i + 1, n, one.value, one.steps,
                         "converged" if one.converged else "not converged", i + 1)
@@ -229,25 +240,25 @@ def _key_data(key) -> np.ndarray | None:
     return np.asarray(key)
 
 
-def _identity(store, objective: Objective, method, max_steps: int, points: np.ndarray,
+def _identity(objective: Objective, method, max_steps: int, points: np.ndarray,
               key) -> dict:
     ps = objective.parameters
     lo, hi = ps.bounds
     data = _key_data(key)
-    leaves = store._array_leaves(objective)
+    leaves = array_leaves(objective)
     return {
         "kind": _KIND,
         "names": list(ps.names),
-        "x0": store._hash(store._bytes(ps.x0)),
-        "bounds": store._hash(store._bytes(lo), store._bytes(hi)),
-        "scales": store._hash(*(store._describe(p.scale) for p in ps.items)),
-        "objective": store._hash(*(k + store._bytes(v).hex() for k, v in leaves)),
+        "x0": hash_parts(to_bytes(ps.x0)),
+        "bounds": hash_parts(to_bytes(lo), to_bytes(hi)),
+        "scales": hash_parts(*(describe(p.scale) for p in ps.items)),
+        "objective": hash_parts(*(k + to_bytes(v).hex() for k, v in leaves)),
         "method": f"{type(method).__module__}.{type(method).__qualname__}",
-        "method_settings": store._hash(store._describe(method)),
+        "method_settings": hash_parts(describe(method)),
         "max_steps": max_steps,
         "n_starts": len(points),
-        "key": None if data is None else store._hash(str(data.dtype), data.tobytes()),
-        "starts": store._hash(str(points.dtype), str(points.shape), points.tobytes()),
+        "key": None if data is None else hash_parts(str(data.dtype), data.tobytes()),
+        "starts": hash_parts(str(points.dtype), str(points.shape), points.tobytes()),
     }
 
 
@@ -266,7 +277,7 @@ def _check_identity(meta: dict, identity: dict, root, step: int) -> None:
 # -- writing and reading checkpoints -----------------------------------------------------
 
 
-def _save(store, ocp, mgr, root, identity: dict, points: np.ndarray, key,
+def _save(ocp, mgr, root, identity: dict, points: np.ndarray, key,
           results: list[StartResult], keep: int) -> None:
     """Write checkpoint ``len(results)``, read it back and verify it, then prune."""
     step = len(results)
@@ -284,16 +295,16 @@ def _save(store, ocp, mgr, root, identity: dict, points: np.ndarray, key,
         ("history", np.concatenate([np.asarray(r.history, dtype=np.float64)
                                     for r in results])),
     ]
-    leaves, blob = store.pack([(role, None, x) for role, x in entries])
-    # "format" and "chunk" as store.read expects them; "kind" tells fits from runs.
-    meta = {"format": store._FORMAT, **identity, "chunk": step,
+    leaves, blob = pack([(role, None, x) for role, x in entries])
+    # "format" and "chunk" as read expects them; "kind" tells fits from runs.
+    meta = {"format": FORMAT, **identity, "chunk": step,
             "key_impl": None if not (isinstance(key, jax.Array) and jnp.issubdtype(
                 key.dtype, jax.dtypes.prng_key)) else str(jax.random.key_impl(key)),
             "leaves": leaves}
-    store.commit(ocp, mgr, root, step, blob, meta, keep)
+    commit(ocp, mgr, root, step, blob, meta, keep)
 
 
-def _restore(store, ocp, mgr, root, identity: dict, resume: bool) -> list[StartResult]:
+def _restore(ocp, mgr, root, identity: dict, resume: bool) -> list[StartResult]:
     """The completed starts of the latest good checkpoint (``[]`` for a fresh fit)."""
     steps = sorted(mgr.all_steps())
     if not steps:
@@ -306,16 +317,16 @@ def _restore(store, ocp, mgr, root, identity: dict, resume: bool) -> list[StartR
     skipped: list[tuple[int, str]] = []
     for step in reversed(steps):
         try:
-            meta, arrays = store.read(ocp, mgr, step)
+            meta, arrays = read(ocp, mgr, step)
             _check_identity(meta, identity, root, step)
             results = _results(meta, arrays, step)
-        except store._Unreadable as e:
+        except Unreadable as e:
             warnings.warn(
                 f"Skipping checkpoint {step} in {str(root)!r}: it is unreadable or corrupt "
                 f"({e}). Trying the previous one.", stacklevel=3)
             skipped.append((step, str(e)))
             continue
-        store._set_aside(mgr, root, [s for s, _ in skipped])
+        set_aside(mgr, root, [s for s, _ in skipped])
         return results
     reasons = "; ".join(f"{s}: {why}" for s, why in skipped)
     raise CheckpointError(
@@ -324,13 +335,12 @@ def _restore(store, ocp, mgr, root, identity: dict, resume: bool) -> list[StartR
 
 
 def _results(meta: dict, arrays: list[np.ndarray], step: int) -> list[StartResult]:
-    from ..io._checkpoint_store import _Unreadable
 
     got = {leaf["role"]: x for leaf, x in zip(meta["leaves"], arrays)}
     need = ("x0", "x", "value", "converged", "steps", "history_len", "history")
     if any(r not in got for r in need) or any(len(got[r]) != step for r in need[:-1]) \
             or int(got["history_len"].sum()) != len(got["history"]):
-        raise _Unreadable(f"its arrays do not describe {step} completed starts")
+        raise Unreadable(f"its arrays do not describe {step} completed starts")
     ends = np.cumsum(got["history_len"])
     return [StartResult(got["x0"][i], got["x"][i], float(got["value"][i]),
                         bool(got["converged"][i]), int(got["steps"][i]),

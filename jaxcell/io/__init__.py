@@ -1,16 +1,17 @@
-"""Model import (SBML: ``load_sbml``, ``simulate_sbml``) and checkpointed long runs
-(``simulate_checkpointed``)."""
+"""Thin re-exports kept for code written against jaxcell 0.1: SBML lives in
+:mod:`jaxcell.sbml`, PEtab in :mod:`jaxcell.petab`, checkpointed runs are
+:func:`jaxcell.simulate_checkpointed`. New code should import from those."""
 
+from .._checkpoint import simulate_checkpointed as simulate_checkpointed
 from .._errors import CheckpointError as CheckpointError
-from ._checkpoint import simulate_checkpointed as simulate_checkpointed
-from ._errors import SBMLError as SBMLError
-from ._errors import SBMLUnsupportedError as SBMLUnsupportedError
-from ._model import SBMLModel as SBMLModel
-from ._model import load_sbml as load_sbml
-from ._petab import PetabProblem as PetabProblem
-from ._petab import load_petab as load_petab
-from ._petab_math import PetabError as PetabError
-from ._petab_math import PetabUnsupportedError as PetabUnsupportedError
-from ._solve import SBMLSolution as SBMLSolution
-from ._solve import simulate_sbml as simulate_sbml
-from ._solve import solve_sbml as solve_sbml
+from ..petab import PetabError as PetabError
+from ..petab import PetabProblem as PetabProblem
+from ..petab import PetabUnsupportedError as PetabUnsupportedError
+from ..petab import load_petab as load_petab
+from ..sbml import SBMLError as SBMLError
+from ..sbml import SBMLModel as SBMLModel
+from ..sbml import SBMLSolution as SBMLSolution
+from ..sbml import SBMLUnsupportedError as SBMLUnsupportedError
+from ..sbml import load_sbml as load_sbml
+from ..sbml import simulate_sbml as simulate_sbml
+from ..sbml import solve_sbml as solve_sbml

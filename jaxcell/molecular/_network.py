@@ -14,7 +14,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .._custom_types import Path, PathLike
 from .._errors import ModelError
 from .._process import AbstractContinuousProcess, Ports, as_parameter_array, is_concrete
-from .._state import Ref, StateView, Var, _suggest, as_ref
+from .._state import Ref, StateView, Var, as_ref, suggest
 from ._conservation import ConservationLaw, conservation_laws
 from ._ratelaws import Custom
 from ._reaction import Reaction
@@ -29,7 +29,7 @@ class _Lookup(Mapping):
 
     def __getitem__(self, name: str) -> Array:
         if name not in self._index:
-            raise ModelError(f"{self._what}: no {name!r}.{_suggest(name, self._index)}")
+            raise ModelError(f"{self._what}: no {name!r}.{suggest(name, self._index)}")
         return self._values[self._index[name]]
 
     def __iter__(self):
@@ -227,7 +227,7 @@ class ReactionNetwork(AbstractContinuousProcess):
             if k not in self.parameter_names:
                 raise ModelError(
                     f"ReactionNetwork {self.name!r}: no parameter {k!r}."
-                    f"{_suggest(k, self.parameter_names)}"
+                    f"{suggest(k, self.parameter_names)}"
                 )
             v = jnp.asarray(v, dtype=p.dtype)
             if v.shape != ():
@@ -251,7 +251,7 @@ class ReactionNetwork(AbstractContinuousProcess):
         if name not in self.species:
             raise ModelError(
                 f"ReactionNetwork {self.name!r}: no species {name!r}."
-                f"{_suggest(name, self.species)}"
+                f"{suggest(name, self.species)}"
             )
         return self.species.index(name)
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .._errors import ModelError
-from .._state import _suggest
+from .._state import suggest
 from ._ratelaws import (
     Custom,
     HillActivation,
@@ -103,7 +103,7 @@ def build_structure(
                 raise ModelError(
                     f"{where}, reaction {rxn.name!r}: {type(rxn.rate).__name__}.{role} "
                     f"refers to parameter {ref!r}, which is not a parameter of the "
-                    f"network.{_suggest(ref, p_index)}"
+                    f"network.{suggest(ref, p_index)}"
                 )
             i = p_index[ref]
         elif isinstance(ref, (int, float)) and not isinstance(ref, bool):
@@ -124,7 +124,7 @@ def build_structure(
         if not isinstance(name, str) or name not in ext_index:
             raise ModelError(
                 f"{where}, reaction {rxn.name!r}: {role} {name!r} is not a species or "
-                f"input of the network.{_suggest(str(name), ext_index)}"
+                f"input of the network.{suggest(str(name), ext_index)}"
             )
         return ext_index[name]
 
@@ -138,7 +138,7 @@ def build_structure(
                 if s not in sp_index:
                     raise ModelError(
                         f"{where}, reaction {r.name!r}: unknown {side} species {s!r}."
-                        f"{_suggest(s, sp_index)}"
+                        f"{suggest(s, sp_index)}"
                     )
         for m in r.modifiers:
             sref(r, "modifier", m)

@@ -29,11 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._composite import Composite
-from .._errors import CheckpointError
-from .._state import nest_state
+from ._composite import Composite
+from ._errors import CheckpointError
+from ._state import nest_state
 
-_FORMAT = "jaxcell-checkpoint/1"
+FORMAT = "jaxcell-checkpoint/1"
 _LOG = logging.getLogger("jaxcell.checkpoint")
 # Keyword arguments of simulate() that change the computed values: part of the run's
 # identity. (throw, max_steps, adjoint and progress_meter do not change a result.)
@@ -63,13 +63,13 @@ def value_at(values, path):
 # -- the run's identity ----------------------------------------------------------------
 
 
-def _bytes(x) -> bytes:
+def to_bytes(x) -> bytes:
     if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         x = jax.random.key_data(x)
     return np.ascontiguousarray(np.asarray(x)).tobytes()
 
 
-def _hash(*parts: str | bytes) -> str:
+def hash_parts(*parts: str | bytes) -> str:
     h = hashlib.sha256()
     for p in parts:
         h.update(p.encode() if isinstance(p, str) else p)
@@ -77,20 +77,20 @@ def _hash(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
-def _array_leaves(tree) -> list[tuple[str, Any]]:
+def array_leaves(tree) -> list[tuple[str, Any]]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(eqx.filter(tree, eqx.is_array_like))
     return [(jax.tree_util.keystr(p), x) for p, x in leaves]
 
 
-def _describe(x) -> str:
+def describe(x) -> str:
     text = _ADDRESS.sub("", eqx.tree_pformat(x))
-    return text + _hash(*(k + _bytes(v).hex() for k, v in _array_leaves(x)))
+    return text + hash_parts(*(k + to_bytes(v).hex() for k, v in array_leaves(x)))
 
 
 def run_identity(composite: Composite, t0, t1, every, user_ts, y0, kwargs) -> dict:
-    from .._simulate import default_controller, default_solver
+    from ._simulate import default_controller, default_solver
 
-    leaves = _array_leaves(composite)
+    leaves = array_leaves(composite)
     structure = [str(composite.spec)]
     structure += [f"{type(p).__module__}.{type(p).__qualname__}:{p.name}"
                   for p in composite.leaves]
@@ -105,15 +105,15 @@ def run_identity(composite: Composite, t0, t1, every, user_ts, y0, kwargs) -> di
     dtype = settings.get("dtype")
     settings["dtype"] = str(jnp.dtype(jnp.result_type(float) if dtype is None else dtype))
     return {
-        "format": _FORMAT,
+        "format": FORMAT,
         "t0": t0,
         "t1": t1,
         "every": every,
-        "model": _hash(*structure),
-        "parameters": _hash(*(k + _bytes(x).hex() for k, x in leaves)),
-        "saveat": _hash(np.asarray(user_ts, dtype=float).tobytes()),
-        "y0": _hash(*(k + _bytes(x).hex() for k, x in _array_leaves(y0))),
-        "settings": _hash(*(f"{k}={_describe(settings.get(k))}" for k in _SETTINGS)),
+        "model": hash_parts(*structure),
+        "parameters": hash_parts(*(k + to_bytes(x).hex() for k, x in leaves)),
+        "saveat": hash_parts(np.asarray(user_ts, dtype=float).tobytes()),
+        "y0": hash_parts(*(k + to_bytes(x).hex() for k, x in array_leaves(y0))),
+        "settings": hash_parts(*(f"{k}={describe(settings.get(k))}" for k in _SETTINGS)),
     }
 
 
@@ -148,13 +148,13 @@ def check_identity(meta: Mapping, identity: Mapping, root: Path, step: int) -> N
 # -- writing and reading checkpoints -----------------------------------------------------
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """A checkpoint that cannot be used (unreadable, or it fails its checksum)."""
 
 
 def _checksum(meta: Mapping, blob: np.ndarray) -> str:
     core = {k: v for k, v in meta.items() if k != "checksum"}
-    return _hash(json.dumps(core, sort_keys=True), blob.tobytes())
+    return hash_parts(json.dumps(core, sort_keys=True), blob.tobytes())
 
 
 def save(ocp, mgr, root: Path, step: int, n_chunks: int, t: float, identity: dict,
@@ -199,7 +199,7 @@ def commit(ocp, mgr, root: Path, step: int, blob: np.ndarray, meta: dict,
                               f"(it holds steps {mgr.all_steps()}).")
     try:
         read(ocp, mgr, step)
-    except _Unreadable as e:
+    except Unreadable as e:
         with contextlib.suppress(Exception):
             mgr.delete(step)
         raise CheckpointError(
@@ -219,27 +219,27 @@ def read(ocp, mgr, step: int) -> tuple[dict, list[np.ndarray]]:
     """The metadata and arrays of a checkpoint, checked against its checksum."""
     try:
         meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise _Unreadable(f"not a {_FORMAT} checkpoint")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise Unreadable(f"not a {FORMAT} checkpoint")
         if meta.get("chunk") != step:
-            raise _Unreadable(f"its metadata is for chunk {meta.get('chunk')!r}")
+            raise Unreadable(f"its metadata is for chunk {meta.get('chunk')!r}")
         size = sum(int(leaf["nbytes"]) for leaf in meta["leaves"])
         target = {"blob": np.empty(size, np.uint8)}
         blob = mgr.restore(step, args=ocp.args.Composite(
             data=ocp.args.StandardRestore(target)))["data"]["blob"]
         blob = np.asarray(blob)
         if blob.shape != (size,) or blob.dtype != np.uint8:
-            raise _Unreadable(f"its data has {blob.dtype}{list(blob.shape)}, expected "
+            raise Unreadable(f"its data has {blob.dtype}{list(blob.shape)}, expected "
                               f"uint8[{size}]")
         if _checksum(meta, blob) != meta.get("checksum"):
-            raise _Unreadable("its checksum does not match its contents")
+            raise Unreadable("its checksum does not match its contents")
         arrays = [np.frombuffer(blob, np.dtype(leaf["dtype"]), offset=leaf["offset"],
                                 count=math.prod(leaf["shape"]))
                   .reshape(leaf["shape"]).copy() for leaf in meta["leaves"]]
-    except _Unreadable:
+    except Unreadable:
         raise
     except Exception as e:  # noqa: BLE001 - any failure to read means "unusable"
-        raise _Unreadable(f"{type(e).__name__}: {_short(e)}") from e
+        raise Unreadable(f"{type(e).__name__}: {_short(e)}") from e
     return meta, arrays
 
 
@@ -264,7 +264,7 @@ def restore(ocp, mgr, root: Path, identity: dict, key, resume: bool):
     for step in reversed(steps):
         try:
             meta, arrays = read(ocp, mgr, step)
-        except _Unreadable as e:
+        except Unreadable as e:
             warnings.warn(
                 f"Skipping checkpoint {step} in {str(root)!r}: it is unreadable or corrupt "
                 f"({e}). Trying the previous one.", stacklevel=3)
@@ -273,13 +273,13 @@ def restore(ocp, mgr, root: Path, identity: dict, key, resume: bool):
         check_identity(meta, identity, root, step)
         stored = jax.random.wrap_key_data(_role(meta, arrays, "key")[0][1],
                                           impl=meta["key_impl"])
-        if key is not None and not np.array_equal(_bytes(key), _bytes(stored)):
+        if key is not None and not np.array_equal(to_bytes(key), to_bytes(stored)):
             raise CheckpointError(
                 f"{str(root)!r} holds checkpoints of the same run with a different key; "
                 f"pass key=None to continue with the stored key, or use another "
                 f"directory."
             )
-        _set_aside(mgr, root, [s for s, _ in skipped])
+        set_aside(mgr, root, [s for s, _ in skipped])
         y = nest_state({tuple(p): x for p, x in _role(meta, arrays, "y")})
         outputs = {"ts": _role(meta, arrays, "ts")[0][1],
                    "values": {tuple(p): x for p, x in _role(meta, arrays, "out")}}
@@ -296,7 +296,7 @@ def _role(meta, arrays, role: str) -> list[tuple[Any, np.ndarray]]:
             if leaf["role"] == role]
 
 
-def _set_aside(mgr, root: Path, steps: list[int]) -> None:
+def set_aside(mgr, root: Path, steps: list[int]) -> None:
     """Move unusable checkpoints to ``root/corrupt/`` (kept for inspection, never used
     again), so that the run can write those steps anew."""
     if not steps:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 import jax.numpy as jnp
 import sympy as sp
 
-from ._errors import SBMLError
+from ..sbml._errors import SBMLError
 
 
 class PetabError(SBMLError):
@@ -22,7 +22,7 @@ class PetabError(SBMLError):
 
 
 class PetabUnsupportedError(PetabError):
-    """The PEtab problem uses a feature :func:`jaxcell.io.load_petab` does not support.
+    """The PEtab problem uses a feature :func:`jaxcell.petab.load_petab` does not support.
 
     Attributes:
         feature: the PEtab feature, e.g. ``"mapping tables"``.

@@ -1,5 +1,5 @@
 """Reading the tables of a PEtab v1 problem into fixed-shape index arrays (the
-load-time half of :class:`jaxcell.io.PetabProblem`; see ``_petab.py``)."""
+load-time half of :class:`jaxcell.petab.PetabProblem`; see ``_petab.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ._model import SBMLModel
-from ._petab_math import PetabError, PetabUnsupportedError, compile_formula, parse_formula
-from ._petab_priors import parse_prior
-from ._reader import read_sbml
-from ._structure import Structure
+from ..sbml._model import SBMLModel
+from ..sbml._reader import read_sbml
+from ..sbml._structure import Structure
+from ._math import PetabError, PetabUnsupportedError, compile_formula, parse_formula
+from ._priors import parse_prior
 
 _REQUIRED = {
     "measurement": ("observableId", "simulationConditionId", "measurement", "time"),

@@ -107,12 +107,12 @@ class SBMLModel(AbstractContinuousProcess):
         if self.has_events:
             raise SBMLUnsupportedError(
                 "events in an SBML model composed with other processes (use "
-                "jaxcell.io.simulate_sbml for a model with events)",
+                "jaxcell.sbml.simulate_sbml for a model with events)",
                 self.structure.ir.events[0].id)
         if self.has_delays:
             raise SBMLUnsupportedError(
                 "delay() in an SBML model composed with other processes (use "
-                "jaxcell.io.simulate_sbml)", self.name)
+                "jaxcell.sbml.simulate_sbml)", self.name)
 
     def ports(self) -> Ports:
         self._composable()
@@ -211,7 +211,7 @@ def load_sbml(source: str | os.PathLike, *, name: str | None = None,
 
     Examples:
         >>> import numpy as np
-        >>> from jaxcell.io import load_sbml, simulate_sbml
+        >>> from jaxcell.sbml import load_sbml, simulate_sbml
         >>> xml = '''<?xml version="1.0" encoding="UTF-8"?>
         ... <sbml xmlns="http://www.sbml.org/sbml/level3/version2/core" level="3" version="2">
         ...  <model id="decay">

@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._composite import Composite, as_composite
-from .._errors import SimulationError
-from .._process import AbstractProcess, is_concrete
-from .._state import nest_state
-from .._trajectory import Trajectory
 from . import _checkpoint_store as store
+from ._composite import Composite, as_composite
+from ._errors import SimulationError
+from ._process import AbstractProcess, is_concrete
+from ._state import nest_state
+from ._trajectory import Trajectory
 
 _TOL = 1e-9
 _LOG = logging.getLogger("jaxcell.checkpoint")
@@ -222,7 +222,7 @@ def _user_times(composite: Composite, t0: float, t1: float, every: float,
                 saveat) -> np.ndarray:
     """The requested save times, checked (as simulate would) over the whole span."""
     if composite.discrete_processes:
-        from .._hybrid import make_schedule
+        from ._hybrid import make_schedule
 
         schedule = make_schedule(composite, t0, t1, saveat)  # checks span and save times
         for i in composite.discrete_processes:
@@ -283,7 +283,7 @@ def _in_chunk(ts: np.ndarray, c: int, bounds, t0: float, t1: float) -> list[floa
 
 
 def _initial(composite: Composite, y0) -> dict:
-    from .._simulate import _initial_state
+    from ._simulate import _initial_state
 
     if y0 is not None and not isinstance(y0, Mapping):
         raise SimulationError(f"y0 must be a state dict; got {type(y0).__name__}.")
@@ -312,7 +312,7 @@ def _as_key(key):
 
 def _run_chunk(composite, a, b, mine, y, key, kwargs, pad) -> tuple[Trajectory, list]:
     """Simulate one chunk; returns the trajectory and the rows of the user's times."""
-    from .._simulate import simulate
+    from ._simulate import simulate
 
     if pad is None:
         # Discrete processes: save times are static, so every chunk saves at its start,

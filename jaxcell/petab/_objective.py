@@ -1,5 +1,5 @@
-"""Fit a PEtab problem (:func:`jaxcell.io.load_petab`) with :func:`fit`: an adapter
-that gives a :class:`~jaxcell.io.PetabProblem` the interface :func:`fit` uses."""
+"""Fit a PEtab problem (:func:`jaxcell.petab.load_petab`) with :func:`fit`: an adapter
+that gives a :class:`~jaxcell.petab.PetabProblem` the interface :func:`fit` uses."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from ..io._events import STATUS_OK
-from ._forward import forward_only
+from ..inference._forward import forward_only
+from ..sbml._events import STATUS_OK
 
 _SCALE_FORWARD = {
     "lin": lambda x: x,
@@ -74,7 +74,7 @@ class PetabParameters(eqx.Module):
 
 
 class PetabObjective(eqx.Module):
-    """A :class:`~jaxcell.io.PetabProblem` as an objective for :func:`fit`: ``nll`` is
+    """A :class:`~jaxcell.petab.PetabProblem` as an objective for :func:`fit`: ``nll`` is
     the problem's ``nllh`` (priors excluded), minimised by Levenberg–Marquardt when
     every noise model is normal (see :attr:`is_least_squares`), else
     :class:`optimistix.BFGS`. All ``starts`` that :func:`fit` draws are uniform within
@@ -188,18 +188,18 @@ def _value_and_grad_jit(objective: PetabObjective, x: Array) -> tuple[Array, Arr
 
 
 def is_petab_problem(obj: Any) -> bool:
-    """Whether ``obj`` is a :class:`jaxcell.io.PetabProblem`."""
-    from ..io._petab import PetabProblem
+    """Whether ``obj`` is a :class:`jaxcell.petab.PetabProblem`."""
+    from ._problem import PetabProblem
 
     return isinstance(obj, PetabProblem)
 
 
 def petab_objective(problem: Any) -> PetabObjective:
-    """Wrap a :class:`~jaxcell.io.PetabProblem` for :func:`fit` (which also does this
+    """Wrap a :class:`~jaxcell.petab.PetabProblem` for :func:`fit` (which also does this
     itself when given the problem).
 
     Examples:
-        >>> from jaxcell.io import load_petab
+        >>> from jaxcell.petab import load_petab
         >>> from jaxcell.inference import fit
         >>> problem = load_petab("tests/data/petab/Boehm_JProteomeRes2014/"
         ...                      "Boehm_JProteomeRes2014.yaml")  # doctest: +SKIP
@@ -210,6 +210,6 @@ def petab_objective(problem: Any) -> PetabObjective:
     if isinstance(problem, PetabObjective):
         return problem
     if not is_petab_problem(problem):
-        raise TypeError(f"petab_objective: expected a jaxcell.io.PetabProblem (from "
+        raise TypeError(f"petab_objective: expected a jaxcell.petab.PetabProblem (from "
                         f"load_petab); got {type(problem).__name__}.")
     return PetabObjective(problem)

@@ -27,13 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
+from ..sbml._events import STATUS_OK, solve_with_events
+from ..sbml._model import SBMLModel
+from ..sbml._solve import SBML_TERM, plain_solve
 from ..solvers import Rodas5
-from ._events import STATUS_OK, solve_with_events
-from ._model import SBMLModel
-from ._petab_math import PetabError
-from ._petab_priors import neg_log_prior
-from ._petab_tables import PetabTables
-from ._solve import _TERM, _plain_solve
+from ._math import PetabError
+from ._priors import neg_log_prior
+from ._tables import PetabTables
 
 _PREEQ_T1 = 1e8  # pre-equilibration gives up (error) without a steady state by then
 
@@ -84,7 +84,7 @@ class PetabProblem(PetabTables):
         m = self._model_with(values)
         x0, c = m.initialize(0.0)
         sol = diffrax.diffeqsolve(
-            _TERM, Rodas5(), 0.0, _PREEQ_T1, None, x0, args=(m, c),
+            SBML_TERM, Rodas5(), 0.0, _PREEQ_T1, None, x0, args=(m, c),
             saveat=diffrax.SaveAt(t1=True),
             stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
             event=diffrax.Event(diffrax.steady_state_event(rtol=self.rtol, atol=self.atol)),
@@ -105,7 +105,7 @@ class PetabProblem(PetabTables):
                                                self.max_steps, self.max_segments,
                                                self.forward_mode)
         else:
-            obs, status, _ = _plain_solve(m, ts, x0, c, self.rtol, self.atol,
+            obs, status, _ = plain_solve(m, ts, x0, c, self.rtol, self.atol,
                                           self.max_steps, self.forward_mode)
         return obs, status
 
@@ -133,7 +133,7 @@ class PetabProblem(PetabTables):
         """``([(observable, y, h, sigma), ...], status)``: for each observable group its
         measurements ``y``, simulated observables ``h`` and noise ``sigma``, plus the
         per-condition simulation status (shared by :meth:`nllh` and the fitting
-        residuals of :class:`jaxcell.inference.PetabObjective`)."""
+        residuals of :class:`jaxcell.petab.PetabObjective`)."""
         p = self._p_all(x)
         outs, status = self._simulate_impl(x)
         groups = []
@@ -246,7 +246,7 @@ def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float 
             measurements, pre-equilibration of models with events, other noise models.
 
     Examples:
-        >>> from jaxcell.io import load_petab
+        >>> from jaxcell.petab import load_petab
         >>> problem = load_petab("tests/data/petab/Boehm_JProteomeRes2014/"
         ...                      "Boehm_JProteomeRes2014.yaml")  # doctest: +SKIP
         >>> float(problem.nllh(problem.x_nominal))  # doctest: +SKIP

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from ._petab_math import PetabError, PetabUnsupportedError
+from ._math import PetabError, PetabUnsupportedError
 
 PRIOR_TYPES = ("", "parameterScaleNormal", "parameterScaleLaplace",
                "parameterScaleUniform", "normal", "laplace", "uniform", "logNormal",

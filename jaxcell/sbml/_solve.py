@@ -27,14 +27,14 @@ def _vf(t, x, args):
     return model.derivative(t, x, c)
 
 
-_TERM = diffrax.ODETerm(_vf)
+SBML_TERM = diffrax.ODETerm(_vf)
 
 
-def _plain_solve(model, ts, x0, c, rtol, atol, max_steps, forward_mode):
+def plain_solve(model, ts, x0, c, rtol, atol, max_steps, forward_mode):
     ctrl = diffrax.PIDController(rtol=rtol, atol=atol)
     adjoint = diffrax.ForwardMode() if forward_mode else diffrax.RecursiveCheckpointAdjoint()
     sol = diffrax.diffeqsolve(
-        _TERM, Rodas5(), ts[0], ts[-1], None, x0, args=(model, c),
+        SBML_TERM, Rodas5(), ts[0], ts[-1], None, x0, args=(model, c),
         saveat=diffrax.SaveAt(ts=ts), stepsize_controller=ctrl,
         max_steps=max_steps, throw=False, adjoint=adjoint,
     )
@@ -50,7 +50,7 @@ def _solve(model: SBMLModel, ts, rtol, atol, max_steps, max_segments, forward_mo
     if model.has_events or model.has_delays or model.structure.discontinuities:
         return solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments,
                                  forward_mode)
-    return _plain_solve(model, ts, x0, c, rtol, atol, max_steps, forward_mode)
+    return plain_solve(model, ts, x0, c, rtol, atol, max_steps, forward_mode)
 
 
 def _times(ts) -> Array:

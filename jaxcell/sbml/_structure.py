@@ -10,7 +10,7 @@ Every symbol with an id gets one *role*:
 
 State species are stored as amounts (what reactions change), except species with a rate
 rule in concentration units, stored as concentrations. The ``Structure`` is plain data,
-hashable, and is a static field of :class:`~jaxcell.io.SBMLModel`.
+hashable, and is a static field of :class:`~jaxcell.sbml.SBMLModel`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,10 @@
+"""PEtab parameter-estimation problems: ``load_petab`` reads a problem into a
+:class:`PetabProblem` (one compiled, differentiable likelihood); ``petab_objective``
+makes it an objective for :func:`jaxcell.inference.fit`."""
+
+from ._math import PetabError as PetabError
+from ._math import PetabUnsupportedError as PetabUnsupportedError
+from ._objective import PetabObjective as PetabObjective
+from ._objective import petab_objective as petab_objective
+from ._problem import PetabProblem as PetabProblem
+from ._problem import load_petab as load_petab
