@@ -28,8 +28,12 @@ from ._composite import Composite as Composite
 from ._composite import as_composite as as_composite
 from ._discrete import DiscreteRule as DiscreteRule
 from ._ensemble import ensemble as ensemble
+from ._event import Event as Event
 from ._errors import (
     CheckpointError as CheckpointError,
+)
+from ._errors import (
+    InferenceError as InferenceError,
 )
 from ._errors import (
     JaxcellError as JaxcellError,
@@ -46,6 +50,12 @@ from ._errors import (
 from ._generic import ODE as ODE
 from ._generic import Assignment as Assignment
 from ._generic import Coupling as Coupling
+from ._process import (
+    AbstractEventProcess as AbstractEventProcess,
+)
+from ._process import (
+    EventTable as EventTable,
+)
 from ._process import (
     AbstractContinuousProcess as AbstractContinuousProcess,
 )
@@ -91,6 +101,7 @@ from ._state import (
 from ._state import (
     nest_state as nest_state,
 )
+from ._results import RESULTS as RESULTS
 from ._trajectory import Trajectory as Trajectory
 from .molecular import (
     AbstractRateLaw as AbstractRateLaw,

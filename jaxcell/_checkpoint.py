@@ -32,6 +32,7 @@ from . import _checkpoint_store as store
 from ._composite import Composite, as_composite
 from ._errors import SimulationError
 from ._process import AbstractProcess, is_concrete
+from ._results import RESULTS
 from ._state import nest_state
 from ._trajectory import Trajectory
 
@@ -188,7 +189,7 @@ def simulate_checkpointed(
         ts=jnp.asarray(outputs["ts"]),
         values=nest_state({p: jnp.asarray(v) for p, v in outputs["values"].items()}),
         stats={k: v if k == "max_steps" else jnp.asarray(v) for k, v in stats.items()},
-        result=diffrax.RESULTS.successful,
+        result=RESULTS.successful,
         spec=composite.spec,
     )
 
@@ -283,7 +284,7 @@ def _in_chunk(ts: np.ndarray, c: int, bounds, t0: float, t1: float) -> list[floa
 
 
 def _initial(composite: Composite, y0) -> dict:
-    from ._simulate import _initial_state
+    from ._engine import initial_state as _initial_state
 
     if y0 is not None and not isinstance(y0, Mapping):
         raise SimulationError(f"y0 must be a state dict; got {type(y0).__name__}.")

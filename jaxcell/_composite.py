@@ -23,11 +23,21 @@ from ._process import (
     AbstractContinuousProcess,
     AbstractDerivedProcess,
     AbstractDiscreteProcess,
+    AbstractEventProcess,
     AbstractProcess,
     Ports,
     describe_paths,
 )
-from ._state import StateSpec, StateView, Var, flatten_state, nest_state, path_str, suggest
+from ._state import (
+    StateSpec,
+    StateView,
+    Var,
+    as_ref,
+    flatten_state,
+    nest_state,
+    path_str,
+    suggest,
+)
 
 
 def _label(p: AbstractProcess) -> str:
@@ -249,6 +259,7 @@ class Composite(AbstractProcess):
             reads=dict(self.external_reads),
             changes=self.external_changes,
             sets=dict(self.spec.derived),
+            history=any(p.ports().history for p in self.leaves),
         )
 
     def initial_values(self) -> dict[Path, Array]:
@@ -331,26 +342,29 @@ class Composite(AbstractProcess):
     def _labels(self) -> dict[Path, tuple[str, ...] | None]:
         return {p: v.labels for p, v in self.spec.owned + self.spec.derived}
 
-    def derive(self, t: Array, y: State, args: Any = None) -> dict[Path, Array]:
-        """The full state (owned and derived variables) as a flat ``{path: value}``."""
+    def derive(self, t: Array, y: State, args: Any = None, context: Any = None
+               ) -> dict[Path, Array]:
+        """The full state (owned and derived variables) as a flat ``{path: value}``.
+        ``context`` is the event loop's (frozen switches, history), if any."""
         flat = dict(flatten_state(y))
         leaves = self.leaves
         for i in self.derived_order:
             proc = leaves[i]
-            view = StateView(flat, self.allowed[i], proc.name, self._labels())
+            view = StateView(flat, self.allowed[i], proc.name, self._labels(), context)
             out = proc.compute(t, view, args)  # pyright: ignore
             sets = proc.ports().sets
             flat.update(_checked(proc, out, sets, "computed value"))
         return flat
 
-    def vector_field(self, t: Array, y: State, args: Any = None) -> State:
+    def vector_field(self, t: Array, y: State, args: Any = None, context: Any = None
+                     ) -> State:
         """``dy/dt``: the sum of every continuous process's contributions."""
-        flat = self.derive(t, y, args)
+        flat = self.derive(t, y, args, context)
         total: dict[Path, Array | None] = {p: None for p, _ in self.spec.owned}
         for i, proc in enumerate(self.leaves):
             if not isinstance(proc, AbstractContinuousProcess):
                 continue
-            view = StateView(flat, self.allowed[i], proc.name, self._labels())
+            view = StateView(flat, self.allowed[i], proc.name, self._labels(), context)
             out = proc.rates(t, view, args)
             for path, value in out.items():
                 if path not in self.writable[i]:
@@ -393,9 +407,81 @@ class Composite(AbstractProcess):
             new[path] = value.astype(new[path].dtype)
         return nest_state(new)
 
-    def derived_at(self, t: Array, y: State, args: Any = None) -> State:
+    def derived_at(self, t: Array, y: State, args: Any = None, context: Any = None
+                   ) -> State:
         """The full nested state (owned and derived) at one time point."""
-        return nest_state(self.derive(t, y, args))
+        return nest_state(self.derive(t, y, args, context))
+
+    def prepared(self, t0: Array) -> Composite:
+        """Every process prepared for a solve from ``t0`` (see
+        :meth:`AbstractProcess.prepared`); the wiring is unchanged."""
+
+        def prep(c):
+            if isinstance(c, Composite):
+                return eqx.tree_at(lambda m: m.children, c,
+                                   tuple(prep(k) for k in c.children))
+            return c.prepared(t0)
+
+        return prep(self)
+
+    @property
+    def event_processes(self) -> tuple[int, ...]:
+        """Indices (into :attr:`leaves`) of the event processes that have events,
+        switches or read the past: a model with any runs through the event loop."""
+        out = []
+        for i, p in enumerate(self.leaves):
+            if isinstance(p, AbstractEventProcess):
+                table = p.events()
+                if table.n_events or table.n_switches or p.ports().history:
+                    out.append(i)
+        return tuple(out)
+
+    def view(self, i: int, t: Array, y: State, args: Any = None, context: Any = None
+             ) -> StateView:
+        """What process ``leaves[i]`` sees of the state ``y`` (derived variables
+        included)."""
+        flat = self.derive(t, y, args, context)
+        return StateView(flat, self.allowed[i], self.leaves[i].name, self._labels(), context)
+
+    def assign(self, i: int, y: State, values: Mapping[Any, Any]) -> State:
+        """``y`` with the new values of process ``leaves[i]`` (an event's assignments or
+        a discrete update: paths it owns or changes, or ``"path/label"`` components)."""
+        proc = self.leaves[i]
+        new = dict(flatten_state(y))
+        labels = self._labels()
+        for key, value in values.items():
+            ref = as_ref(key)
+            path = ref[:3]
+            if path not in self.writable[i]:
+                raise WiringError(
+                    f"{_label(proc)} assigned {path_str(path)!r}, which it neither owns "
+                    f"nor declares in 'changes'."
+                )
+            value = jnp.asarray(value)
+            if len(ref) == 4:
+                names = labels.get(path) or ()
+                if ref[3] not in names:
+                    raise WiringError(
+                        f"{_label(proc)} assigned component {ref[3]!r} of "
+                        f"{path_str(path)!r}, which has no such label; labels: "
+                        f"{list(names)}.{suggest(ref[3], names)}"
+                    )
+                target = new[path][..., names.index(ref[3])]
+                if value.shape != target.shape:
+                    raise WiringError(
+                        f"{_label(proc)}: new value of {key!r} has shape {value.shape}; "
+                        f"expected {target.shape}."
+                    )
+                new[path] = new[path].at[..., names.index(ref[3])].set(
+                    value.astype(new[path].dtype))
+                continue
+            if value.shape != new[path].shape:
+                raise WiringError(
+                    f"{_label(proc)}: new value of {path_str(path)!r} has shape "
+                    f"{value.shape}; expected {new[path].shape}."
+                )
+            new[path] = value.astype(new[path].dtype)
+        return nest_state(new)
 
 
 # id(process) -> (weak reference to it, its wiring). Wiring is pure Python and costs

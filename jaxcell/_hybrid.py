@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._composite import Composite
+from ._engine import TERM, cast_floats, initial_state
 from ._errors import SimulationError
+from ._results import RESULTS
 from ._trajectory import Trajectory
 
 _STEP_TOL = 1e-9
@@ -128,12 +130,13 @@ def _scatter(buf, slot, y):
 
 @eqx.filter_jit
 def solve_hybrid(model: Composite, y0, t0, schedule: Schedule, solver, controller,
-                 adjoint, max_steps, throw, args, key, dtype):
+                 adjoint, max_steps, args, key, dtype, dt0=None, progress_meter=None):
     """Run the scan of a hybrid solve (see the module docstring)."""
-    from ._simulate import _TERM, _cast, _initial_state
-
-    model = _cast(model, dtype)
-    y = _cast(_initial_state(model, y0), dtype)
+    model = cast_floats(model.prepared(t0), dtype)
+    y = cast_floats(initial_state(model, y0), dtype)
+    dt0 = None if dt0 is None else jnp.asarray(dt0, dtype)
+    if progress_meter is None:
+        progress_meter = diffrax.NoProgressMeter()
     t0 = jnp.asarray(t0, dtype)
     h = jnp.asarray(schedule.h, dtype)
     n_save = len(schedule.saves)
@@ -149,12 +152,12 @@ def solve_hybrid(model: Composite, y0, t0, schedule: Schedule, solver, controlle
         ta = t0 + k * h
         tb = t0 + (k + 1) * h
         sol = diffrax.diffeqsolve(
-            _TERM, solver, ta, tb, None, y, args=(model, args), saveat=saveat,
+            TERM, solver, ta, tb, dt0, y, args=(model, args), saveat=saveat,
             stepsize_controller=controller, adjoint=adjoint, max_steps=max_steps,
-            throw=throw)
+            throw=False, progress_meter=progress_meter)
         y = jax.tree_util.tree_map(lambda a: a[-1], sol.ys)
-        result = diffrax.RESULTS.where(result == diffrax.RESULTS.successful,
-                                       sol.result, result)
+        result = RESULTS.where(result == RESULTS.successful, RESULTS.promote(sol.result),
+                               result)
         steps = steps + sol.stats["num_steps"]
         for j, (i, m) in enumerate(zip(schedule.which, schedule.every)):
             k_j = jax.random.fold_in(jax.random.fold_in(key, k + 1), j)
@@ -166,7 +169,7 @@ def solve_hybrid(model: Composite, y0, t0, schedule: Schedule, solver, controlle
         buf = _scatter(buf, jnp.asarray(slot_of)[k + 1], y)
         return (y, buf, steps, result), None
 
-    init = (y, buf, jnp.zeros((), jnp.int32), diffrax.RESULTS.successful)
+    init = (y, buf, jnp.zeros((), jnp.int32), RESULTS.successful)
     (y, buf, steps, result), _ = jax.lax.scan(interval, init, jnp.arange(schedule.n))
     save_steps = np.asarray(schedule.saves)
     # A step listed twice in saves has only its last slot filled; copy it back.

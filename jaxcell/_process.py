@@ -43,6 +43,9 @@ class Ports:
     components: tuple[tuple[Path, str], ...] = ()
     """Labelled components read (``(path, label)``); ``path`` must also be in ``reads``.
     Checked against the provider's labels when the model is wired."""
+    history: bool = False
+    """Whether the process reads the past of the state (``StateView.past``, a delay):
+    the event loop then keeps a history of accepted steps."""
 
 
 class AbstractProcess(eqx.Module):
@@ -71,6 +74,13 @@ class AbstractProcess(eqx.Module):
     @abc.abstractmethod
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> AbstractProcess:
         """A copy of this process with some parameters replaced by name."""
+
+    def prepared(self, t0: Array) -> AbstractProcess:
+        """This process ready for a solve from ``t0``: quantities that are constant
+        during the solve computed once (the engine calls it inside the compiled solve,
+        so they are not recomputed at every right-hand-side evaluation). Default: the
+        process itself."""
+        return self
 
 
 class AbstractContinuousProcess(AbstractProcess):
@@ -120,6 +130,110 @@ class AbstractDiscreteProcess(AbstractProcess):
         """New values at update time ``t``."""
 
 
+@dataclasses.dataclass(frozen=True)
+class EventTable:
+    """The static description of an event process's events and switches.
+
+    Events are numbered ``0 .. n_events - 1``; the tuples hold one entry per event.
+    Switches (``n_switches``) are piecewise-constant values that are frozen while the
+    solver integrates a segment and change where their condition changes: a segment
+    ends there exactly, so the solver never integrates across a discontinuity.
+    """
+
+    names: tuple[str, ...] = ()
+    persistent: tuple[bool, ...] = ()
+    """A non-persistent event whose trigger turns false before its delayed execution is
+    cancelled."""
+    initial_value: tuple[bool, ...] = ()
+    """The trigger's value just before the start: a trigger that is true at the start
+    fires then unless its initial value is true."""
+    use_trigger_values: tuple[bool, ...] = ()
+    """Whether a delayed execution assigns the values computed when the event fired
+    (``True``) or when it executes."""
+    has_priority: tuple[bool, ...] = ()
+    scheduled: tuple[bool, ...] = ()
+    """Events whose trigger holds exactly at times known in advance (a dosing
+    schedule): the loop stops at those times (``next_time``) and does not root-find."""
+    n_switches: int = 0
+    timed_switches: tuple[int, ...] = ()
+    """Switches whose condition depends on time alone: they change at ``next_time``."""
+
+    @property
+    def n_events(self) -> int:
+        return len(self.names)
+
+
+class AbstractEventProcess(AbstractProcess):
+    """A process that changes the state at instants: events and switches.
+
+    An **event** has a trigger (a condition on time, state and ``args``), assignments
+    (new values for any owned variables, declared in ``changes`` or owned), and
+    optionally a priority, a delay, persistence and an initial trigger value, with the
+    semantics of SBML events. :func:`jaxcell.simulate` runs models with event processes
+    through its segment loop: it integrates until a trigger changes (located by root
+    finding on ``triggers``' real-valued functions), executes due events in priority
+    order, and continues. See :class:`jaxcell.Event` for events written in code; SBML
+    models with events are event processes too.
+
+    Subclasses implement :meth:`events` (the static :class:`EventTable`) and the traced
+    methods below. ``state`` is a :class:`~jaxcell.StateView`; inside the loop
+    ``state.switches`` holds this process's frozen switch values (``None`` when they
+    are evaluated afresh).
+    """
+
+    @abc.abstractmethod
+    def events(self) -> EventTable:
+        """The static description of the events and switches."""
+
+    @abc.abstractmethod
+    def triggers(self, t: Array, state: StateView, args: Any) -> tuple[Array, Array]:
+        """``(truth, g)``: each trigger's boolean value and a real function that is
+        positive where it is true and crosses zero where it changes (for root finding).
+        """
+
+    @abc.abstractmethod
+    def event_values(self, t: Array, state: StateView, args: Any) -> Array:
+        """``(n_events, m)`` values computed when events fire (used at execution when
+        ``use_trigger_values``)."""
+
+    @abc.abstractmethod
+    def event_delays(self, t: Array, state: StateView, args: Any) -> Array:
+        """``(n_events,)`` delays between firing and execution."""
+
+    @abc.abstractmethod
+    def event_priorities(self, t: Array, state: StateView, args: Any) -> Array:
+        """``(n_events,)`` priorities (higher first; ``-1e300`` for none)."""
+
+    @abc.abstractmethod
+    def execute(self, k: Array, t: Array, state: StateView, args: Any, values: Array
+                ) -> dict[Path, Array]:
+        """The new values assigned by event ``k`` (a traced index)."""
+
+    @abc.abstractmethod
+    def switch_values(self, t: Array, state: StateView, args: Any) -> Array:
+        """``(n_switches,)`` the switches' current values, evaluated afresh (with the
+        frozen ones of ``state.switches`` where one switch depends on another)."""
+
+    @abc.abstractmethod
+    def switch_crossings(self, t: Array, state: StateView, args: Any) -> Array:
+        """``(n_switches,)``: negative while the frozen value is right, crossing zero
+        upwards where it stops being right."""
+
+    @abc.abstractmethod
+    def switch_flips(self, t: Array, state: StateView, args: Any) -> Array:
+        """``(n_switches,)`` the new values of switches whose crossing was found."""
+
+    @abc.abstractmethod
+    def next_time(self, t: Array, state: StateView, args: Any) -> Array:
+        """The first time after ``t`` at which a scheduled event or a timed switch
+        changes (``inf`` if none)."""
+
+    @abc.abstractmethod
+    def min_delay(self, t: Array, state: StateView, args: Any) -> Array:
+        """The smallest positive delay with which the process reads the past (``inf``
+        if none): segments are at most this long (method of steps)."""
+
+
 # --------------------------------------------------------------------------------------
 # Parameter helpers shared by the concrete processes.
 
@@ -163,6 +277,126 @@ def check_finite(owner: str, name: str, value: Array, *, nonnegative: bool = Fal
         raise ModelError(
             f"{owner}: parameter {name!r} = {arr.tolist()} must be non-negative."
         )
+
+
+def parameter_messages(owner: str, name: str, *, sign: str | None = None) -> tuple[str, ...]:
+    """The messages of a parameter check, the same inside and outside ``jit``.
+
+    In order: NaN, infinite, and (when ``sign`` is ``"non-negative"`` or
+    ``"positive"``) the sign rule. The value itself is not in the message, because a
+    traced check (:func:`equinox.error_if`) can only report a fixed text.
+    """
+    msgs = (f"{owner}: parameter {name!r} is NaN.",
+            f"{owner}: parameter {name!r} is infinite.")
+    if sign == "non-negative":
+        return msgs + (f"{owner}: parameter {name!r} is negative; it must be "
+                       f"non-negative.",)
+    if sign == "positive":
+        return msgs + (f"{owner}: parameter {name!r} is zero or negative; it must be "
+                       f"positive.",)
+    return msgs + (f"{owner}: parameter {name!r} breaks its sign rule.",)
+
+
+class ParameterRules:
+    """Static description of the checks on a group of parameters of one process.
+
+    ``names`` are the parameters (in order, each of shape ``shapes[i]``); those in
+    ``nonnegative`` must be ``>= 0`` and those in ``positive`` ``> 0``; every one must
+    be finite. :meth:`check` raises :class:`ModelError` eagerly on concrete values;
+    :meth:`checked` threads one :func:`equinox.branched_error_if` over all the values,
+    so that traced code (``jit``, ``vmap``, ``grad``, fits, NUTS) stops with the same
+    message, naming the first offending parameter.
+    """
+
+    def __init__(self, owner: str, names, *, nonnegative=(), positive=()):
+        self.owner = owner
+        self.names = tuple(names)
+        pos, nonneg = set(positive), set(nonnegative)
+        signs = ["positive" if n in pos else "non-negative" if n in nonneg else None
+                 for n in self.names]
+        self.messages = [m for n, s in zip(self.names, signs)
+                         for m in parameter_messages(owner, n, sign=s)]
+        self._signs = signs
+
+    def _entries(self, sizes):
+        which = np.repeat(np.arange(len(self.names), dtype=np.int32), sizes)
+        lower = np.repeat(np.asarray([s is not None for s in self._signs], bool), sizes)
+        strict = np.repeat(np.asarray([s == "positive" for s in self._signs], bool), sizes)
+        return which, lower, strict
+
+    def _first(self, xp, flat, sizes):
+        """``(any bad, message index of the first bad entry)`` for a flat vector."""
+        which, lower, strict = (xp.asarray(a) for a in self._entries(sizes))
+        zero = xp.zeros((), flat.dtype)
+        code = xp.where(xp.isnan(flat), 1, xp.where(
+            xp.isinf(flat), 2,
+            xp.where((lower & (flat < zero)) | (strict & (flat <= zero)), 3, 0)))
+        code = code.astype(np.int32)
+        bad = code > 0
+        first = xp.argmax(bad)
+        index = xp.where(bad[first], 3 * which[first] + code[first] - 1, 0)
+        return xp.any(bad), index.astype(np.int32)
+
+    def check(self, values) -> None:
+        """Raise :class:`ModelError` if concrete ``values`` (in the order of ``names``)
+        break a rule; do nothing for traced values (:meth:`checked` covers those)."""
+        values = list(values)
+        if not values or not all(is_concrete(v) for v in values):
+            return
+        arrs = [np.asarray(v, dtype=float).reshape(-1) for v in values]
+        flat = np.concatenate(arrs)
+        if flat.size == 0:
+            return
+        with np.errstate(invalid="ignore"):
+            bad, index = self._first(np, flat, [a.size for a in arrs])
+        if bad:
+            raise ModelError(self.messages[int(index)])
+
+    def checked(self, x, values):
+        """``x`` (any pytree) made to depend on a check of ``values`` (in the order of
+        ``names``): use the returned ``x`` so that the check runs."""
+        values = [jnp.asarray(v) for v in values]
+        if not values or sum(v.size for v in values) == 0:
+            return x
+        dtype = jnp.result_type(float)
+        flat = jnp.concatenate([v.reshape(-1).astype(dtype) for v in values])
+        return self._thread(x, flat, [v.size for v in values])
+
+    def checked_vector(self, x, vector):
+        """As :meth:`checked`, for a vector holding one scalar parameter per name."""
+        if len(self.names) == 0:
+            return x
+        return self._thread(x, jnp.asarray(vector), [1] * len(self.names))
+
+    def _thread(self, x, flat, sizes):
+        bad, index = self._first(jnp, flat, sizes)
+        return eqx.branched_error_if(x, bad, index, self.messages)
+
+
+def checked_parameter(owner: str, name: str, value: Array, *, nonnegative: bool = False,
+                      positive: bool = False) -> Array:
+    """``value`` wrapped in a traced check (:func:`equinox.error_if`) that it is finite
+    (and non-negative or positive); see :class:`ParameterRules` for groups."""
+    rules = ParameterRules(owner, (name,), nonnegative=(name,) if nonnegative else (),
+                           positive=(name,) if positive else ())
+    return rules.checked(value, (value,))
+
+
+def checked_parameters(owner: str, params: Mapping[str, Array], *, nonnegative=(),
+                       positive=()) -> dict[str, Array]:
+    """``params`` (a dict) threaded through one traced check of all its values: each
+    finite, those named in ``nonnegative`` ``>= 0``, those in ``positive`` ``> 0``.
+    Use the returned dict in place of ``params``; see :class:`ParameterRules`."""
+    rules = ParameterRules(owner, params, nonnegative=nonnegative, positive=positive)
+    return rules.checked(dict(params), list(params.values()))
+
+
+def check_parameters(owner: str, params: Mapping[str, Array], *, nonnegative=(),
+                     positive=()) -> None:
+    """The eager twin of :func:`checked_parameters`: raise :class:`ModelError` with the
+    same message for concrete values (no-op for tracers)."""
+    ParameterRules(owner, params, nonnegative=nonnegative, positive=positive).check(
+        list(params.values()))
 
 
 def replace_in_dict(

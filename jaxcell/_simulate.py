@@ -13,11 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
-from ._composite import Composite, as_composite
+from ._composite import as_composite
 from ._custom_types import RealScalarLike, State
+from ._engine import TERM, cast_floats, initial_state
 from ._errors import SimulationError
+from ._failure import raise_on_failure
 from ._process import AbstractProcess, is_concrete
-from ._state import as_path, flatten_state, nest_state, path_str
+from ._results import RESULTS
+from ._segments import default_max_segments, make_context, solve_events, unravel_states
 from ._trajectory import Trajectory
 from .solvers import Rodas5
 
@@ -71,14 +74,6 @@ _DEFAULT_ADJOINT = diffrax.RecursiveCheckpointAdjoint()
 _NO_PROGRESS = diffrax.NoProgressMeter()
 
 
-def _vector_field(t, y, args):
-    model, user_args = args
-    return model.vector_field(t, y, user_args)
-
-
-_TERM = diffrax.ODETerm(_vector_field)
-
-
 class _UserArgs(eqx.Module):
     """Calls an event condition with the user's ``args`` (jaxcell passes the model too)."""
 
@@ -97,30 +92,21 @@ def _wrap_event(event: diffrax.Event | None) -> diffrax.Event | None:
     return diffrax.Event(cond, event.root_finder)
 
 
-def _cast(tree, dtype):
-    def f(x):
-        if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating):
-            return x.astype(dtype)
-        return x
-
-    return jax.tree_util.tree_map(f, tree)
-
-
 @eqx.filter_jit
 def _solve(model, y0, t0, t1, dt0, saveat, solver, controller, adjoint, max_steps,
-           throw, args, event, progress_meter, dtype):
+           args, event, progress_meter, dtype):
     # Casting, the initial state and the SaveAt are built here, inside the compiled
     # function, where they cost nothing per call (outside they are ~0.5 ms of small
     # array dispatches, as much as a whole simulation of a small model).
-    model = _cast(model, dtype)
-    y0 = _cast(_initial_state(model, y0), dtype)
+    model = cast_floats(model.prepared(t0), dtype)
+    y0 = cast_floats(initial_state(model, y0), dtype)
     t0, t1 = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
     dt0 = None if dt0 is None else jnp.asarray(dt0, dtype)
     if not isinstance(saveat, diffrax.SaveAt):
         saveat = diffrax.SaveAt(ts=saveat)
-    saveat = _cast(saveat, dtype)
+    saveat = cast_floats(saveat, dtype)
     sol = diffrax.diffeqsolve(
-        _TERM,
+        TERM,
         solver,
         t0,
         t1,
@@ -132,7 +118,7 @@ def _solve(model, y0, t0, t1, dt0, saveat, solver, controller, adjoint, max_step
         adjoint=adjoint,
         event=event,
         max_steps=max_steps,
-        throw=throw,
+        throw=False,
         progress_meter=progress_meter,
     )
     ts, ys = sol.ts, sol.ys
@@ -140,68 +126,8 @@ def _solve(model, y0, t0, t1, dt0, saveat, solver, controller, adjoint, max_step
         full = jax.vmap(lambda t, y: model.derived_at(t, y, args))(ts, ys)
     else:
         full = ys
-    return Trajectory(ts=ts, values=full, stats=dict(sol.stats), result=sol.result,
-                      spec=model.spec)
-
-
-def _initial_state(model: Composite, y0: Any) -> State:
-    base = model.initial_values()
-    if y0 is None:
-        return nest_state(base)
-    if not isinstance(y0, Mapping):
-        raise SimulationError(
-            f"y0 must be a state dict (nested, or {{'scale/entity/variable': value}}); "
-            f"got {type(y0).__name__}."
-        )
-    nested = any(isinstance(v, Mapping) for v in y0.values())
-    if nested:
-        overrides = flatten_state(y0)
-    else:
-        overrides = {}
-        for k, v in y0.items():
-            if isinstance(k, str) and k.count("/") != 2:
-                path, index = _component(model, k)
-                current = overrides.get(path, base.get(path))
-                if current is None:
-                    raise SimulationError(f"y0 gives {k!r}, which is not a state variable.")
-                overrides[path] = jnp.asarray(current).at[index].set(v)
-            else:
-                overrides[as_path(k)] = v
-    for path, value in overrides.items():
-        if path not in base:
-            derived = path in dict(model.spec.derived)
-            why = " It is a derived variable, computed from the state." if derived else ""
-            raise SimulationError(
-                f"y0 gives {path_str(path)!r}, which is not a state variable of the model."
-                f"{why} State variables: {sorted(map(path_str, base))}."
-            )
-        value = jnp.asarray(value, dtype=base[path].dtype)
-        if value.shape != base[path].shape:
-            raise SimulationError(
-                f"y0[{path_str(path)!r}] has shape {value.shape}; expected "
-                f"{base[path].shape}."
-            )
-        base[path] = value
-    return nest_state(base)
-
-
-def _component(model: Composite, key: str):
-    """Resolve ``"label"`` or ``"scale/entity/variable/label"`` to (path, index)."""
-    if key.count("/") == 3:
-        var_path, label = key.rsplit("/", 1)
-        path = as_path(var_path)
-        try:
-            return path, model.spec.var(path).index(label)
-        except KeyError as e:
-            raise SimulationError(f"y0: {e.args[0]}") from None
-    hits = [(p, i) for p, i in model.spec.find_label(key) if p in dict(model.spec.owned)]
-    if len(hits) != 1:
-        what = "is ambiguous" if hits else "names no labelled component of a state variable"
-        raise SimulationError(
-            f"y0 key {key!r} {what}; use 'scale/entity/variable' or "
-            f"'scale/entity/variable/label'."
-        )
-    return hits[0]
+    return Trajectory(ts=ts, values=full, stats=dict(sol.stats),
+                      result=RESULTS.promote(sol.result), spec=model.spec)
 
 
 def _as_array(x: Any) -> Any:
@@ -269,6 +195,7 @@ def simulate(
     progress_meter: diffrax.AbstractProgressMeter | None = None,
     dtype: Any = None,
     key: Any = None,
+    max_segments: int | None = None,
 ) -> Trajectory:
     """Integrate a model from ``t0`` to ``t1`` and return its :class:`Trajectory`.
 
@@ -320,6 +247,19 @@ def simulate(
         key: a :func:`jax.random.key` for the random choices of discrete processes
             (stochastic division, death); default ``jax.random.key(0)``, so runs are
             reproducible. Ignored by models without discrete processes.
+        max_segments: the event loop's budget of segments (event firings,
+            switches, save points) for models with event processes; default
+            ``4096 + 64·(save points) + 256·(events)``. Running out is reported as
+            ``RESULTS.max_segments_reached``, naming this argument.
+
+    **Models with events** (:class:`Event` processes, SBML models with events,
+    ``piecewise`` or ``delay``: see :class:`AbstractEventProcess`) run through the event
+    loop: a sequence of ``diffeqsolve`` calls with your solver, controller and adjoint,
+    each ending where a trigger or switch changes (root finding) or at a scheduled
+    time; events execute between them. The loop compiles once, has fixed shapes and is
+    differentiable (event times included) in both modes. With a
+    ``diffrax.PIDController`` without ``dtmax``, steps are limited to 1/100 of the
+    span so that a trigger cannot turn on and off inside one step unseen.
 
     **Models with discrete processes** (division, death, cellular automata: see
     :class:`AbstractDiscreteProcess`) are integrated interval by interval, with the
@@ -332,7 +272,9 @@ def simulate(
 
     Raises:
         WiringError: the model reads or changes a path no process provides.
-        SimulationError: bad ``y0``, ``saveat`` or time span.
+        SimulationError: bad ``y0``, ``saveat`` or time span; with ``throw=True``, a
+            failed solve, with what to do (a stiff solver after a step limit with an
+            explicit one; the first non-finite variable and time).
 
     Examples:
         >>> import jaxcell as jc
@@ -377,16 +319,100 @@ def simulate(
     adjoint = _DEFAULT_ADJOINT if adjoint is None else adjoint
     progress_meter = _NO_PROGRESS if progress_meter is None else progress_meter
     if composite.discrete_processes:
-        return _simulate_hybrid(composite, y0, t0, t1, saveat, solver,
-                                stepsize_controller, adjoint, max_steps, throw, args,
-                                event, key, dtype)
-    return _solve(composite, y0, t0, t1, dt0, saveat, solver, stepsize_controller,
-                  adjoint, max_steps, throw, args, _wrap_event(event), progress_meter,
-                  dtype)
+        if composite.event_processes:
+            raise SimulationError(
+                "A model with both discrete processes (fixed-interval updates) and event "
+                "processes is not supported yet; write the discrete rule as an "
+                "jaxcell.Event with period= (a schedule), which the event loop runs."
+            )
+        traj = _simulate_hybrid(composite, y0, t0, t1, saveat, solver,
+                                stepsize_controller, adjoint, max_steps, args, event, key,
+                                dtype, dt0, progress_meter)
+    elif composite.event_processes:
+        traj = _simulate_events(composite, y0, t0, t1, saveat, solver, stepsize_controller,
+                                adjoint, max_steps, max_segments, args, event, dt0,
+                                progress_meter, dtype)
+    else:
+        traj = _solve(composite, y0, t0, t1, dt0, saveat, solver, stepsize_controller,
+                      adjoint, max_steps, args, _wrap_event(event), progress_meter, dtype)
+    if throw:
+        traj = raise_on_failure(traj, solver=solver, max_steps=max_steps,
+                                max_segments=max_segments)
+    return traj
+
+
+def _event_times(saveat, t0, t1):
+    """The save times of a model with events, as one array from t0 to t1."""
+    if isinstance(saveat, diffrax.SaveAt):
+        subs = saveat.subs
+        if subs.steps:  # pyright: ignore
+            raise SimulationError(
+                "Models with events save at given times: SaveAt(steps=True) is not "
+                "supported; pass save times (saveat=array) instead."
+            )
+        parts = []
+        if subs.t0:  # pyright: ignore
+            parts.append(jnp.reshape(jnp.asarray(t0), (1,)))
+        if subs.ts is not None:  # pyright: ignore
+            parts.append(jnp.asarray(subs.ts))  # pyright: ignore
+        if subs.t1:  # pyright: ignore
+            parts.append(jnp.reshape(jnp.asarray(t1), (1,)))
+        if not parts:
+            raise SimulationError("saveat names no save times.")
+        ts = jnp.concatenate([jnp.atleast_1d(jnp.asarray(a, float)) for a in parts])
+    else:
+        ts = saveat
+    # the loop runs from the first to the last save time: add t0 and t1 around them
+    return ts
+
+
+@eqx.filter_jit
+def _solve_events(model, y0, t0, t1, ts, solver, controller, adjoint, max_steps,
+                  max_segments, args, dt0, progress_meter, dtype):
+    model = cast_floats(model.prepared(t0), dtype)
+    y0 = cast_floats(initial_state(model, y0), dtype)
+    ts = jnp.asarray(ts, dtype)
+    t0, t1 = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
+    # the loop saves at its own grid: t0, the save times, t1 (then the ends are dropped)
+    grid = jnp.concatenate([t0[None], ts, t1[None]])
+    out = solve_events(model, y0, grid, solver=solver, controller=controller,
+                       adjoint=adjoint, max_steps=max_steps, max_segments=max_segments,
+                       args=args, dt0=None if dt0 is None else jnp.asarray(dt0, dtype),
+                       progress_meter=progress_meter)
+    ys = unravel_states(y0, out.xs[1:-1])
+    full = jax.vmap(lambda t, y, z: model.derived_at(
+        t, y, args, make_context(model, z, out.hist)))(ts, ys, out.zs[1:-1])
+    stats = {"num_steps": out.steps, "num_segments": out.segments}
+    return Trajectory(ts=ts, values=full, stats=stats, result=out.result, spec=model.spec)
+
+
+def _simulate_events(composite, y0, t0, t1, saveat, solver, controller, adjoint,
+                     max_steps, max_segments, args, event, dt0, progress_meter, dtype
+                     ) -> Trajectory:
+    if event is not None:
+        raise SimulationError(
+            "event= (a diffrax.Event) is not supported for models with event processes; "
+            "add a jaxcell.Event process instead (it can stop nothing, but it can set the "
+            "state)."
+        )
+    if is_concrete(t0) and is_concrete(t1) and float(t1) < float(t0):
+        raise SimulationError(
+            f"Models with events run forward in time; got t0={t0}, t1={t1}.")
+    ts = _event_times(saveat, t0, t1)
+    if max_steps is None:
+        raise SimulationError("Models with events need a finite max_steps (per segment).")
+    if max_segments is None:
+        n_events = sum(composite.leaves[i].events().n_events  # pyright: ignore
+                       for i in composite.event_processes)
+        max_segments = default_max_segments(int(np.shape(ts)[0]), n_events)
+    return _solve_events(composite, y0, t0, t1, ts, solver, controller, adjoint,
+                         int(max_steps), int(max_segments), args, dt0, progress_meter,
+                         dtype)
 
 
 def _simulate_hybrid(composite, y0, t0, t1, saveat, solver, controller, adjoint,
-                     max_steps, throw, args, event, key, dtype) -> Trajectory:
+                     max_steps, args, event, key, dtype, dt0, progress_meter
+                     ) -> Trajectory:
     from ._hybrid import make_schedule, solve_hybrid
 
     if event is not None:
@@ -411,7 +437,7 @@ def _simulate_hybrid(composite, y0, t0, t1, saveat, solver, controller, adjoint,
             )
         key = jax.random.wrap_key_data(key)
     return solve_hybrid(composite, y0, t0, schedule, solver, controller, adjoint,
-                        max_steps, throw, args, key, dtype)
+                        max_steps, args, key, dtype, dt0, progress_meter)
 
 
 def count_compilations():

@@ -181,11 +181,41 @@ class StateView(Mapping):
         allowed: Iterable[Path],
         owner: str,
         labels: Mapping[Path, tuple[str, ...] | None] | None = None,
+        context: Any = None,
     ):
         self._flat = flat
         self._allowed = frozenset(allowed)
         self._owner = owner
         self._labels = labels or {}
+        self._context = context
+
+    @property
+    def switches(self) -> Array | None:
+        """This process's switch values frozen for the current segment of the event loop
+        (see :class:`jaxcell.AbstractEventProcess`), or ``None`` outside it."""
+        if self._context is None:
+            return None
+        return self._context.switches_of(self._owner)
+
+    def past(self, path: PathLike, t: Array) -> Array:
+        """The value of an owned variable at an earlier time ``t`` (a delay).
+
+        Available to processes whose ports declare ``history=True``: the event loop then
+        keeps the accepted steps and interpolates between them (cubic Hermite). Before
+        the start of the simulation the initial value is returned.
+        """
+        p = as_path(path)
+        if p not in self._allowed:
+            raise WiringError(
+                f"Process {self._owner!r} read the past of {path_str(p)!r}, which it did "
+                f"not declare in reads()."
+            )
+        if self._context is None or not self._context.has_history:
+            raise WiringError(
+                f"Process {self._owner!r} read the past of {path_str(p)!r}, but no history "
+                f"is kept: declare Ports(history=True) in its ports()."
+            )
+        return self._context.past(p, t)
 
     def __getitem__(self, path: PathLike | Ref) -> Array:
         ref = as_ref(path)

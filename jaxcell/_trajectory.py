@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from ._custom_types import State
+from ._results import RESULTS
 from ._state import StateSpec, as_path, path_str, suggest
 
 
@@ -33,31 +33,32 @@ class Trajectory(eqx.Module):
         values: the full state (owned and derived variables) at each saved time.
         stats: solver statistics (``num_steps``, ``num_accepted_steps``,
             ``num_rejected_steps``, ``max_steps``).
-        result: the :class:`diffrax.RESULTS` code (one per member in an ensemble).
+        result: the :class:`jaxcell.RESULTS` code (diffrax's codes and the event loop's;
+            one per member in an ensemble).
         spec: the variables of the model (static).
     """
 
     ts: Float[Array, " times"]
     values: State
     stats: dict[str, Any]
-    result: diffrax.RESULTS
+    result: RESULTS
     spec: StateSpec = eqx.field(static=True)
 
     @property
     def success(self) -> Bool[Array, ...]:
         """True where the solve finished: it reached ``t1``, or a terminating event
         stopped it (see ``event_occurred``)."""
-        return (self.result == diffrax.RESULTS.successful) | self.event_occurred
+        return (self.result == RESULTS.successful) | self.event_occurred
 
     @property
     def event_occurred(self) -> Bool[Array, ...]:
         """True where a terminating :class:`diffrax.Event` ended the solve early."""
-        return self.result == diffrax.RESULTS.event_occurred
+        return self.result == RESULTS.event_occurred
 
     def messages(self) -> list[str]:
         """The solver's message for each member ('' on success)."""
         codes = np.atleast_1d(np.asarray(self.result._value))  # noqa: SLF001
-        return [diffrax.RESULTS._index_to_message[int(c)] for c in codes]  # noqa: SLF001
+        return [RESULTS._index_to_message[int(c)] for c in codes]  # noqa: SLF001
 
     def _resolve(self, key: Any) -> tuple[tuple[str, str, str], int | None]:
         label = None
