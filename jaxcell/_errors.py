@@ -23,6 +23,14 @@ class ModelError(JaxcellError, ValueError):
     parameter values (negative or NaN where they must be non-negative), wrong shapes."""
 
 
+class InferenceError(JaxcellError, ValueError):
+    """An inference call was given something it cannot use: an objective that is not an
+    :class:`jaxcell.inference.AbstractObjective`, start points of the wrong shape, an
+    unknown parameter name, a method that does not fit the objective, a noise model or
+    prior of the wrong kind. Raised by :mod:`jaxcell.inference` before any fitting
+    starts."""
+
+
 class SimulationError(JaxcellError, RuntimeError):
     """A simulation could not be carried out as asked (e.g. a bad time span)."""
 
