@@ -28,7 +28,8 @@ def build(
     level=3,
     version=2,
 ) -> str:
-    """species: (id, compartment, initial amount, hasOnlySubstanceUnits[, boundary]);
+    """species: (id, compartment, initial amount, hasOnlySubstanceUnits[, boundary[,
+    constant[, initial value is a concentration]]]);
     parameters: (id, value, constant); reactions: (id, {species: stoich} reactants,
     {species: stoich} products, formula[, {local: value}[, fast]]); rules: (var, formula);
     functions: (id, "lambda(x, y, x*y)"); events: dict(trigger=..., assignments=[(v, f)],
@@ -48,10 +49,13 @@ def build(
         s = m.createSpecies()
         s.setId(sid)
         s.setCompartment(comp)
-        s.setInitialAmount(amount)
+        if len(sp) > 6 and sp[6]:
+            s.setInitialConcentration(amount)
+        else:
+            s.setInitialAmount(amount)
         s.setHasOnlySubstanceUnits(only)
         s.setBoundaryCondition(sp[4] if len(sp) > 4 else False)
-        s.setConstant(False)
+        s.setConstant(sp[5] if len(sp) > 5 else False)
     for pid, value, const in parameters:
         p = m.createParameter()
         p.setId(pid)

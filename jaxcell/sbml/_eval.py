@@ -143,6 +143,16 @@ _NARY = {
 }
 
 
+def _describe(key) -> str:
+    """A memo key of :class:`Env` in words (for cycle errors)."""
+    kind, name = key
+    if kind == "d":
+        return f"rateOf({name!r})"
+    if kind == "r":
+        return f"rate of reaction {name!r}"
+    return repr(name)
+
+
 class Locals(dict):
     """The local parameters of a kinetic law (constants that shadow global ids)."""
 
@@ -170,7 +180,7 @@ class Env:
         self.initial = None  # dynamic env without x/c: take values from this initial env
         self.dtype = dtype or jnp.result_type(float)
         self.cache: dict = {}
-        self.active: set = set()
+        self.active: dict = {}  # keys being computed, in the order they were asked for
 
     # -- symbols -----------------------------------------------------------------------
     def value(self, name: str):
@@ -181,16 +191,23 @@ class Env:
 
     def _memo(self, key, compute, cycle_message: str):
         """Compute once per evaluation; a request for a value that is being computed is
-        a cycle in the model, reported with ``cycle_message``."""
+        a cycle in the model, reported with ``cycle_message`` (or, when the cycle goes
+        through a ``rateOf``, as that ``rateOf`` depending on itself) and the path."""
         if key in self.cache:
             return self.cache[key]
         if key in self.active:
-            raise SBMLError(f"{self.st.ir.source}: {cycle_message}.")
-        self.active.add(key)
+            chain = list(self.active)
+            loop = chain[chain.index(key):] + [key]
+            rate_ofs = [k for k in loop if k[0] == "d"]
+            head = (f"rateOf({rate_ofs[0][1]!r}) depends on itself" if rate_ofs
+                    else cycle_message)
+            path = " -> ".join(_describe(k) for k in loop)
+            raise SBMLError(f"{self.st.ir.source}: {head} ({path}).")
+        self.active[key] = None
         try:
             out = compute()
         finally:
-            self.active.discard(key)
+            self.active.pop(key, None)
         self.cache[key] = out
         return out
 
@@ -235,17 +252,15 @@ class Env:
         return v
 
     def rate(self, rid: str):
-        key = ("r", rid)
-        if key in self.cache:
-            return self.cache[key]
+        return self._memo(("r", rid), lambda: self._rate(rid),
+                          f"the kinetic law of reaction {rid!r} depends on its own rate")
+
+    def _rate(self, rid: str):
         r = self.st.reactions[rid]
         if r.law is None:
-            out = jnp.zeros((), self.dtype)
-        else:
-            scope = Locals({lid: self._local(rid, lid) for lid in r.locals})
-            out = _num(self.evaluate(r.law, scope))
-        self.cache[key] = out
-        return out
+            return jnp.zeros((), self.dtype)
+        scope = Locals({lid: self._local(rid, lid) for lid in r.locals})
+        return _num(self.evaluate(r.law, scope))
 
     def _local(self, rid, lid):
         return jnp.asarray(self.p[f"{rid}.{lid}"], self.dtype)
@@ -285,7 +300,14 @@ class Env:
         return None if cf is None else self.value(cf)
 
     def rate_of(self, name: str):
-        """``rateOf(name)``: the time derivative of a symbol's value."""
+        """``rateOf(name)``: the time derivative of a symbol's value.
+
+        Only what ``name`` depends on is evaluated: for a species changed by reactions,
+        the rates of *its* reactions (the sum of stoichiometry times reaction rate, times
+        the conversion factor: SBML L3V2 Core, the rateOf csymbol), so a kinetic law may use
+        ``rateOf`` of a species of other reactions. A real cycle (a rate that needs
+        ``rateOf`` of a species it changes itself; SBML L3V2 Core section 4.9.5 forbids
+        it and libsbml's validation usually reports it first) is an :class:`SBMLError`."""
         return self._memo(("d", name), lambda: self._rate_of(name),
                           f"rateOf({name!r}) depends on itself")
 
@@ -297,10 +319,9 @@ class Env:
             return self._rate_of_expression(st.assigned[name])
         if name in st.const_index:
             return jnp.zeros((), self.dtype)
-        i = st.state_index[name]
         if name in st.rate_rules:
             return _num(self.evaluate(st.rate_rules[name]))
-        d = self.derivative()[i]
+        d = self._reaction_rate_of(name)
         sym = st.symbols[name]
         if (sym.kind == "species" and not sym.only_substance
                 and name not in st.stored_as_concentration
@@ -308,6 +329,26 @@ class Env:
             vol = self.value(sym.compartment)
             d = d / vol - self.value(name) * self.rate_of(sym.compartment) / vol
         return d
+
+    def _reaction_rate_of(self, name):
+        """d(stored amount)/dt of a state symbol from the reactions that change it
+        (zero for one no reaction changes): the row of :meth:`derivative` for ``name``,
+        computed from that row's reactions only."""
+        st = self.st
+        i = st.state_index[name]
+        if name not in st.reacting_state:
+            return jnp.zeros((), self.dtype)
+        d = jnp.zeros((), self.dtype)
+        for j, r in enumerate(st.ir.reactions):
+            n = st.numeric_stoichiometry[i, j]
+            if n != 0:
+                d = d + jnp.asarray(n, self.dtype) * self.rate(r.id)
+        for k, j, sign, tree in st.symbolic_stoichiometry:
+            if k == i:
+                rid = st.ir.reactions[j].id
+                d = d + sign * _num(self.evaluate(tree)) * self.rate(rid)
+        cf = self._conversion(name)
+        return d if cf is None else d * cf
 
     def _rate_of_expression(self, tree):
         from ._ast import names_in

@@ -4,7 +4,9 @@ Every symbol with an id gets one *role*:
 
 - ``assigned``: it has an assignment rule, computed from the others whenever needed;
 - ``state``: it can change over time (reactions, a rate rule, events, or simply
-  ``constant="false"``) and is a component of the integrated state vector;
+  ``constant="false"``) and is a component of the integrated state vector; so is a
+  ``constant="true"`` species in concentration units in a compartment whose size can
+  change (SBML keeps its amount constant, so its concentration changes);
 - ``const``: it never changes; its value is fixed at the start (after initial
   assignments) and passed to the right-hand side.
 
@@ -102,19 +104,6 @@ class Structure:
                                     "an assignment rule.")
                 event_targets.add(var)
 
-        state, const = [], []
-        for s in self.symbols.values():
-            if s.id in self.assigned:
-                continue
-            if s.constant:
-                const.append(s.id)
-            else:
-                state.append(s.id)
-        self.state_ids: tuple[str, ...] = tuple(state)
-        self.const_ids: tuple[str, ...] = tuple(const)
-        self.state_index = {k: i for i, k in enumerate(state)}
-        self.const_index = {k: i for i, k in enumerate(const)}
-        # how each state species is stored
         # compartments without a size: 0-D ones with no size given (SBML L2 semantics:
         # a species there has an amount and no concentration)
         self.sizeless = frozenset(
@@ -124,6 +113,19 @@ class Structure:
             and c.id not in self.assigned and c.id not in self.initial_assignments
             and c.id not in self.rate_rules
         )
+        state, const = [], []
+        for s in self.symbols.values():
+            if s.id in self.assigned:
+                continue
+            if s.constant and not self._diluted(s):
+                const.append(s.id)
+            else:
+                state.append(s.id)
+        self.state_ids: tuple[str, ...] = tuple(state)
+        self.const_ids: tuple[str, ...] = tuple(const)
+        self.state_index = {k: i for i, k in enumerate(state)}
+        self.const_index = {k: i for i, k in enumerate(const)}
+        # how each state species is stored
         self.stored_as_concentration = frozenset(
             s for s in state
             if self.symbols[s].kind == "species" and s in self.rate_rules
@@ -149,7 +151,8 @@ class Structure:
 
         # stoichiometry: numeric entries as a matrix, symbolic ones as a list
         reacting_state = [s for s in state if s in self.reacting
-                          and not self.symbols[s].boundary and s not in self.rate_rules]
+                          and not self.symbols[s].boundary and not self.symbols[s].constant
+                          and s not in self.rate_rules]
         self.reacting_state = tuple(reacting_state)
         n = np.zeros((len(state), len(ir.reactions)))
         symbolic = []
@@ -212,6 +215,23 @@ class Structure:
             for ref in r.refs:
                 walk(ref.stoichiometry, {})
         return tuple(found)
+
+    def _diluted(self, sym: Symbol) -> bool:
+        """Whether a ``constant="true"`` species must still be a state component: its
+        value is a concentration and its compartment's size can change.
+
+        SBML keeps the *amount* of such a species, not its concentration: "Does a
+        'constant' value of 'true' mean that the concentration is held constant if the
+        compartment size changes? No; it is still the amount that is kept constant across
+        a compartment size change" (SBML core specification, Species: "Additional
+        considerations for interpreting the numerical value of a species", also in
+        libSBML's Species documentation; libRoadRunner does the same). So it is stored
+        as an amount with a zero derivative and read as amount / size, like a boundary
+        species that nothing changes."""
+        if sym.kind != "species" or sym.only_substance:
+            return False
+        comp = self.symbols.get(sym.compartment)
+        return comp is not None and not comp.constant and self.has_size(comp.id)
 
     @functools.cache  # noqa: B019 (one Structure per imported model)
     def inline(self, call: tuple) -> tuple:
