@@ -75,7 +75,7 @@ def test_bad_input_is_named():
         SoftSpheres("c", jnp.zeros((3, 2)), radius=jnp.ones(2))
     with pytest.raises(jc.ModelError, match="'stiffness' .* must be non-negative"):
         SoftSpheres("c", jnp.zeros((3, 2)), stiffness=-1.0)
-    with pytest.raises(jc.ModelError, match="drag must be positive"):
+    with pytest.raises(jc.ModelError, match="parameter 'drag' .* must be positive"):
         SoftSpheres("c", jnp.zeros((3, 2)), drag=0.0)
 
 

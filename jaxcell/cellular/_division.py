@@ -25,6 +25,8 @@ from .._process import (
     Ports,
     as_parameter_array,
     check_finite,
+    check_parameters,
+    checked_parameters,
     replace_in_dict,
 )
 from .._state import StateView, Var, as_path
@@ -120,8 +122,8 @@ class Adder(AbstractDivisionRule):
     def __init__(self, added: ArrayLike, cv: ArrayLike = 0.0):
         self.added = as_parameter_array("Adder", "added", added)
         self.cv = as_parameter_array("Adder", "cv", cv)
-        check_finite("Adder", "added", self.added, nonnegative=True)
-        check_finite("Adder", "cv", self.cv, nonnegative=True)
+        check_parameters("Adder", {"added": self.added, "cv": self.cv},
+                         nonnegative=("added", "cv"))
 
     def target(self, birth_volume, key):
         eps = _noise(self.cv, key, birth_volume.shape, birth_volume.dtype)
@@ -138,8 +140,8 @@ class Sizer(AbstractDivisionRule):
     def __init__(self, size: ArrayLike, cv: ArrayLike = 0.0):
         self.size = as_parameter_array("Sizer", "size", size)
         self.cv = as_parameter_array("Sizer", "cv", cv)
-        check_finite("Sizer", "size", self.size, nonnegative=True)
-        check_finite("Sizer", "cv", self.cv, nonnegative=True)
+        check_parameters("Sizer", {"size": self.size, "cv": self.cv},
+                         nonnegative=("size", "cv"))
 
     def target(self, birth_volume, key):
         eps = _noise(self.cv, key, birth_volume.shape, birth_volume.dtype)
@@ -250,7 +252,9 @@ class Division(AbstractDiscreteProcess):
         return {k: v for k, v in vars(self.rule).items() if eqx.is_array(v)}
 
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> Division:
-        new = replace_in_dict(f"Division {self.name!r}", self.parameters(), values)
+        owner = f"Division {self.name!r}"
+        new = replace_in_dict(owner, self.parameters(), values)
+        check_parameters(owner, new, nonnegative=tuple(new))
         rule = self.rule
         for k, v in new.items():
             rule = eqx.tree_at(lambda r, k=k: getattr(r, k), rule, v)
@@ -258,6 +262,12 @@ class Division(AbstractDiscreteProcess):
 
     def update(self, t, state: StateView, key, args) -> dict[Path, Array]:
         cap = self.capacity
+        params = self.parameters()
+        # the rule's parameters (sizes, noise levels) are all non-negative
+        checked = checked_parameters(f"Division {self.name!r}", params,
+                                     nonnegative=tuple(params))
+        rule = eqx.tree_at(lambda r: [getattr(r, k) for k in params], self.rule,
+                           [checked[k] for k in params])
         v = state[self._pop("volume")]
         alive = state[self._pop("alive")]
         target = state[self.target_path]
@@ -280,8 +290,8 @@ class Division(AbstractDiscreteProcess):
         keys = jax.random.split(key, 2 + len(self.dividers))
         half = v / 2
         new_v = place(v, half, half)
-        born_m = self.rule.target(half, keys[0])
-        born_d = self.rule.target(half, keys[1])
+        born_m = rule.target(half, keys[0])
+        born_d = rule.target(half, keys[1])
         out = {
             self._pop("volume"): new_v,
             self._pop("birth_volume"): place(state[self._pop("birth_volume")], half, half),
@@ -336,12 +346,12 @@ class Death(AbstractDiscreteProcess):
         if r.shape not in ((), (pop.capacity,)):
             raise ModelError(f"{owner}: rate must be a scalar or have shape "
                              f"({pop.capacity},); got shape {r.shape}.")
-        check_finite(owner, "rate", r, nonnegative=True)
         self.params = {"rate": r}
         for k, val in (parameters or {}).items():
             if k == "rate":
                 raise ModelError(f"{owner}: 'rate' is given by the rate argument.")
             self.params[k] = as_parameter_array(owner, k, val)
+        check_parameters(owner, {"rate": r}, nonnegative=("rate",))
         if condition is not None and not callable(condition):
             raise ModelError(f"{owner}: condition must be callable; got {condition!r}.")
         self.condition = condition
@@ -364,14 +374,20 @@ class Death(AbstractDiscreteProcess):
         return dict(self.params)
 
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> Death:
-        new = replace_in_dict(f"Death {self.name!r}", self.params, values)
+        owner = f"Death {self.name!r}"
+        new = replace_in_dict(owner, self.params, values)
+        check_parameters(owner, {"rate": new["rate"]}, nonnegative=("rate",))
         return eqx.tree_at(lambda s: s.params, self, new)
 
     def update(self, t, state: StateView, key, args) -> dict[Path, Array]:
         alive = state[self._alive()]
-        p_die = -jnp.expm1(-self.params["rate"] * self.interval)
+        # the hazard rate is checked; the condition's own parameters are the user's
+        rate = checked_parameters(f"Death {self.name!r}", {"rate": self.params["rate"]},
+                                  nonnegative=("rate",))["rate"]
+        p = {**self.params, "rate": rate}
+        p_die = -jnp.expm1(-p["rate"] * self.interval)
         die = jax.random.uniform(key, alive.shape, alive.dtype) < p_die
         if self.condition is not None:
             x = {a: state[p] for a, p in self.reads_.items()}
-            die = die | jnp.asarray(self.condition(t, x, self.params), bool)
+            die = die | jnp.asarray(self.condition(t, x, p), bool)
         return {self._alive(): jnp.where(die, jnp.zeros_like(alive), alive)}

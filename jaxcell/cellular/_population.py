@@ -15,6 +15,8 @@ from .._process import (
     Ports,
     as_parameter_array,
     check_finite,
+    check_parameters,
+    checked_parameters,
     replace_in_dict,
 )
 from .._state import StateView, Var
@@ -43,7 +45,10 @@ class Population(AbstractContinuousProcess):
         capacity: the number of slots.
         n_initial: how many cells are alive at the start (the first slots; default all).
         volume: initial volume, a scalar or one per slot (default 1).
-        growth_rate: exponential growth rate $\mu$ (per time; default 0).
+        growth_rate: exponential growth rate $\mu$ (per time; default 0; negative
+            for shrinking cells). It must be finite: NaN or infinite values raise
+            :class:`~jaxcell.ModelError` here and the same message from inside
+            ``jit``/``vmap``.
 
     Examples:
         >>> import jaxcell as jc
@@ -85,7 +90,7 @@ class Population(AbstractContinuousProcess):
         if mu.shape not in ((), (capacity,)):
             raise ModelError(f"{owner}: growth_rate must be a scalar or have shape "
                              f"({capacity},); got shape {mu.shape}.")
-        check_finite(owner, "growth_rate", mu)
+        check_parameters(owner, {"growth_rate": mu})
         self.params = {"growth_rate": mu}
 
     def _path(self, var: str) -> Path:
@@ -119,10 +124,13 @@ class Population(AbstractContinuousProcess):
         return dict(self.params)
 
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> Population:
-        new = replace_in_dict(f"Population {self.name!r}", self.params, values)
+        owner = f"Population {self.name!r}"
+        new = replace_in_dict(owner, self.params, values)
+        check_parameters(owner, new)
         return eqx.tree_at(lambda s: s.params, self, new)
 
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
         v = state[self.volume_path]
         alive = state[self.alive_path]
-        return {self.volume_path: self.params["growth_rate"] * v * alive}
+        p = checked_parameters(f"Population {self.name!r}", self.params)
+        return {self.volume_path: p["growth_rate"] * v * alive}

@@ -19,7 +19,8 @@ from .._process import (
     AbstractContinuousProcess,
     Ports,
     as_parameter_array,
-    check_finite,
+    check_parameters,
+    checked_parameters,
     replace_in_dict,
 )
 from .._state import StateView, Var
@@ -47,6 +48,8 @@ def splicing_solution(t: ArrayLike, u0: ArrayLike, s0: ArrayLike, alpha: ArrayLi
     s = s0 * eg + alpha / gamma * (1.0 - eg) - (alpha - beta * u0) * t * eb * phi
     return u, s
 
+_RATES = ("alpha", "beta", "gamma")
+
 
 class Splicing(AbstractContinuousProcess):
     """Unspliced (``u``) and spliced (``s``) mRNA of one gene in each of ``N`` cells.
@@ -55,8 +58,10 @@ class Splicing(AbstractContinuousProcess):
     ``("cellular", name, "unspliced")`` and ``("cellular", name, "spliced")``, each of
     shape ``(N,)``. Parameters (fittable leaves): ``alpha`` (transcription; a scalar or
     one per cell, e.g. induced and repressed cells), ``beta`` (splicing), ``gamma``
-    (degradation of spliced mRNA). :meth:`velocity` is the RNA velocity ``ds/dt``;
-    :func:`splicing_solution` is the exact solution for constant rates.
+    (degradation of spliced mRNA), each finite and non-negative (checked at
+    construction and, with the same message, inside ``jit``/``vmap``).
+    :meth:`velocity` is the RNA velocity ``ds/dt``; :func:`splicing_solution` is the
+    exact solution for constant rates.
 
     Examples:
         >>> import jaxcell as jc
@@ -85,7 +90,7 @@ class Splicing(AbstractContinuousProcess):
             if v.shape not in ((), (n,)):
                 raise ModelError(f"{owner}: {k} must be a scalar or one value per cell "
                                  f"({n}); got shape {v.shape}.")
-            check_finite(owner, k, v, nonnegative=True)
+        check_parameters(owner, params, nonnegative=_RATES)
         self.params = params
         init = {}
         for k, v in (("u0", u0), ("s0", s0)):
@@ -111,15 +116,22 @@ class Splicing(AbstractContinuousProcess):
         return dict(self.params)
 
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> Splicing:
-        new = replace_in_dict(f"Splicing {self.name!r}", self.params, values)
+        owner = f"Splicing {self.name!r}"
+        new = replace_in_dict(owner, self.params, values)
+        check_parameters(owner, new, nonnegative=_RATES)
         return eqx.tree_at(lambda s: s.params, self, new)
 
     def velocity(self, u: Array, s: Array) -> Array:
         """RNA velocity ``ds/dt = beta u - gamma s``."""
-        return self.params["beta"] * u - self.params["gamma"] * s
+        p = self._checked()
+        return p["beta"] * u - p["gamma"] * s
+
+    def _checked(self) -> dict[str, Array]:
+        return checked_parameters(f"Splicing {self.name!r}", self.params,
+                                  nonnegative=_RATES)
 
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
         u, s = state[self._path("unspliced")], state[self._path("spliced")]
-        p = self.params
+        p = self._checked()
         return {self._path("unspliced"): p["alpha"] - p["beta"] * u,
-                self._path("spliced"): self.velocity(u, s)}
+                self._path("spliced"): p["beta"] * u - p["gamma"] * s}

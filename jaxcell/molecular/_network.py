@@ -13,7 +13,13 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._custom_types import Path, PathLike
 from .._errors import ModelError
-from .._process import AbstractContinuousProcess, Ports, as_parameter_array, is_concrete
+from .._process import (
+    AbstractContinuousProcess,
+    ParameterRules,
+    Ports,
+    as_parameter_array,
+    is_concrete,
+)
 from .._state import Ref, StateView, Var, as_ref, suggest
 from ._conservation import ConservationLaw, conservation_laws
 from ._ratelaws import Custom
@@ -194,26 +200,18 @@ class ReactionNetwork(AbstractContinuousProcess):
         return {self.path: self.x0}
 
     # -- parameters ----------------------------------------------------------------------
+    def _rules(self) -> ParameterRules:
+        """Every parameter finite; rate and saturation constants >= 0; Hill
+        coefficients > 0 (the same messages eagerly and inside ``jit``)."""
+        names = self.parameter_names
+        return ParameterRules(f"ReactionNetwork {self.name!r}", names,
+                              nonnegative=[names[i] for i in self.nonnegative],
+                              positive=[names[i] for i in self.positive])
+
     def _check_values(self, p: Array) -> None:
         if not is_concrete(p):
             return
-        arr = np.asarray(p)
-        for i, name in enumerate(self.parameter_names):
-            if np.isnan(arr[i]):
-                raise ModelError(f"ReactionNetwork {self.name!r}: parameter {name!r} is NaN.")
-        for i in self.nonnegative:
-            if arr[i] < 0:
-                raise ModelError(
-                    f"ReactionNetwork {self.name!r}: parameter {self.parameter_names[i]!r} "
-                    f"= {arr[i]} is used as a rate constant or saturation constant and "
-                    f"must be non-negative."
-                )
-        for i in self.positive:
-            if not arr[i] > 0:
-                raise ModelError(
-                    f"ReactionNetwork {self.name!r}: parameter {self.parameter_names[i]!r} "
-                    f"= {arr[i]} is a Hill coefficient and must be positive."
-                )
+        self._rules().check(list(np.asarray(p)))
         if np.isnan(np.asarray(self.x0)).any():
             bad = [s for s, v in zip(self.species, np.asarray(self.x0)) if np.isnan(v)]
             raise ModelError(f"ReactionNetwork {self.name!r}: initial values of {bad} are NaN.")
@@ -279,7 +277,8 @@ class ReactionNetwork(AbstractContinuousProcess):
     def _columns(self, x: Array, inputs: Array) -> Array:
         st = self.structure
         dt = x.dtype
-        p = self.p.astype(dt)
+        # one traced check of all parameters (NaN, Inf, sign rules) per evaluation
+        p = self._rules().checked_vector(self.p, self.p).astype(dt)
         xe = jnp.concatenate([x, inputs.astype(dt), jnp.ones((1,), dt)])
         parts = []
         if st["ma_k"].size:

@@ -34,7 +34,8 @@ from .._process import (
     AbstractProcess,
     Ports,
     as_parameter_array,
-    check_finite,
+    check_parameters,
+    checked_parameters,
     is_concrete,
     replace_in_dict,
 )
@@ -144,7 +145,11 @@ def _placement(owner: str, field: Any, grid: Any, positions: Any, n_cells: Any,
     return grid, field_path, int(n_cells), fixed, position_path, alive_path
 
 
-def _per_cell(owner: str, name: str, value: ArrayLike, n: int, *, positive=False) -> Array:
+_NONNEGATIVE = ("secretion", "uptake", "V_max")
+_POSITIVE = ("K_m",)
+
+
+def _per_cell(owner: str, name: str, value: ArrayLike, n: int) -> Array:
     arr = as_parameter_array(owner, name, value)
     # a strong dtype, like the values replace_parameters makes: a Python float would
     # give a weakly typed leaf, and the first replacement would then recompile
@@ -152,10 +157,6 @@ def _per_cell(owner: str, name: str, value: ArrayLike, n: int, *, positive=False
     if arr.shape not in ((), (n,)):
         raise ModelError(f"{owner}: {name} must be a scalar or one value per cell "
                          f"({n},); got shape {arr.shape}.")
-    check_finite(owner, name, arr, nonnegative=True)
-    if positive and is_concrete(arr) and (np.asarray(arr) <= 0).any():
-        raise ModelError(f"{owner}: parameter {name!r} = {np.asarray(arr).tolist()} must be "
-                         f"positive.")
     return arr
 
 
@@ -284,7 +285,8 @@ class FieldExchange(AbstractCellsOnField, AbstractContinuousProcess):
                              f"only {'V_max' if K_m is None else 'K_m'}.")
         if V_max is not None:
             params["V_max"] = _per_cell(owner, "V_max", V_max, n)
-            params["K_m"] = _per_cell(owner, "K_m", K_m, n, positive=True)  # pyright: ignore
+            params["K_m"] = _per_cell(owner, "K_m", K_m, n)  # pyright: ignore
+        check_parameters(owner, params, nonnegative=_NONNEGATIVE, positive=_POSITIVE)
         self.params = params
         self.secretion_path = None if secretion_from is None else as_path(secretion_from)
         self.into = None if into is None else as_path(into)
@@ -306,12 +308,15 @@ class FieldExchange(AbstractCellsOnField, AbstractContinuousProcess):
         return dict(self.params)
 
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> FieldExchange:
-        new = replace_in_dict(f"FieldExchange {self.name!r}", self.params, values)
+        owner = f"FieldExchange {self.name!r}"
+        new = replace_in_dict(owner, self.params, values)
+        check_parameters(owner, new, nonnegative=_NONNEGATIVE, positive=_POSITIVE)
         return eqx.tree_at(lambda s: s.params, self, new)
 
     def fluxes(self, state: StateView) -> tuple[Array, Array, Array]:
         """``(voxels, s, u)``: each cell's voxel, secretion and uptake rates, ``(N,)``."""
-        p = self.params
+        p = checked_parameters(f"FieldExchange {self.name!r}", self.params,
+                               nonnegative=_NONNEGATIVE, positive=_POSITIVE)
         n = self.n_cells
         voxel = self.voxels(state)
         c = state[self.field].reshape(-1)[voxel]

@@ -14,11 +14,14 @@ from .._process import (
     AbstractContinuousProcess,
     Ports,
     as_parameter_array,
-    check_finite,
+    check_parameters,
+    checked_parameters,
     replace_in_dict,
 )
 from .._state import Path, StateView, Var
 from ._grid import AbstractBoundary, Grid, NoFlux, as_boundaries
+
+_NONNEGATIVE = ("D", "decay")
 
 
 class DiffusingField(AbstractContinuousProcess):
@@ -32,7 +35,10 @@ class DiffusingField(AbstractContinuousProcess):
 
     Parameters (pytree leaves, fittable): ``D`` (diffusion coefficient, length²/time),
     ``decay`` (first-order decay rate), ``source`` (production per unit volume and
-    time, a scalar or an array of the grid's shape). Dirichlet boundary values are
+    time, a scalar or an array of the grid's shape; may be negative, a sink). ``D`` and
+    ``decay`` must be non-negative and every parameter finite: a violation raises
+    :class:`~jaxcell.ModelError` at construction and the same message from inside
+    ``jit``/``vmap`` (:func:`equinox.error_if`). Dirichlet boundary values are
     leaves of the boundary objects. ``boundary``: one condition for every side
     (default :class:`NoFlux`), one per axis, or ``(low, high)`` pairs per axis.
 
@@ -70,10 +76,10 @@ class DiffusingField(AbstractContinuousProcess):
             if params[k].shape != ():
                 raise ModelError(f"{owner}: {k} must be a scalar; got shape "
                                  f"{params[k].shape}.")
-            check_finite(owner, k, params[k], nonnegative=True)
         if params["source"].shape not in ((), grid.shape):
             raise ModelError(f"{owner}: source must be a scalar or have the grid's shape "
                              f"{grid.shape}; got shape {params['source'].shape}.")
+        check_parameters(owner, params, nonnegative=_NONNEGATIVE)
         self.params = params
 
     def _on_grid(self, owner, what, value):
@@ -99,11 +105,14 @@ class DiffusingField(AbstractContinuousProcess):
         return dict(self.params)
 
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> DiffusingField:
-        new = replace_in_dict(f"DiffusingField {self.name!r}", self.params, values)
+        owner = f"DiffusingField {self.name!r}"
+        new = replace_in_dict(owner, self.params, values)
+        check_parameters(owner, new, nonnegative=_NONNEGATIVE)
         return eqx.tree_at(lambda f: f.params, self, new)
 
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
         c = state[self.path]
-        p = self.params
+        p = checked_parameters(f"DiffusingField {self.name!r}", self.params,
+                               nonnegative=_NONNEGATIVE)
         lap = self.grid.laplacian(c, self.boundaries)
         return {self.path: p["D"] * lap - p["decay"] * c + p["source"]}

@@ -14,7 +14,8 @@ from .._process import (
     AbstractContinuousProcess,
     Ports,
     as_parameter_array,
-    check_finite,
+    check_parameters,
+    checked_parameters,
     replace_in_dict,
 )
 from .._state import StateView, as_ref, path_str
@@ -120,7 +121,7 @@ class GapJunction(AbstractContinuousProcess):
         d = as_parameter_array(owner, "D", D, dtype=jnp.result_type(float))
         if d.shape != ():
             raise ModelError(f"{owner}: D must be a scalar; got shape {d.shape}.")
-        check_finite(owner, "D", d, nonnegative=True)
+        check_parameters(owner, {"D": d}, nonnegative=("D",))
         self.name = name
         self.neighbours = neighbours
         self.path = ref[:3]  # pyright: ignore[reportAttributeAccessIssue]
@@ -140,7 +141,7 @@ class GapJunction(AbstractContinuousProcess):
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> GapJunction:
         owner = f"GapJunction {self.name!r}"
         new = replace_in_dict(owner, self.params, values)
-        check_finite(owner, "D", new["D"], nonnegative=True)
+        check_parameters(owner, new, nonnegative=("D",))
         return eqx.tree_at(lambda s: s.params, self, new)
 
     def _column(self, state: StateView, shape: tuple[int, ...]) -> int:
@@ -171,7 +172,9 @@ class GapJunction(AbstractContinuousProcess):
         v = x if col is None else x[:, col]
         diff = v[nb.index] - v[:, None]                       # (N, K[, k])
         mask = nb.mask.reshape(nb.mask.shape + (1,) * (v.ndim - 1))
-        flux = self.params["D"] * jnp.sum(jnp.where(mask, diff, 0.0), axis=1)
+        p = checked_parameters(f"GapJunction {self.name!r}", self.params,
+                               nonnegative=("D",))
+        flux = p["D"] * jnp.sum(jnp.where(mask, diff, 0.0), axis=1)
         if col is not None:
             flux = jnp.zeros_like(x).at[:, col].set(flux)
         return {self.path: flux}

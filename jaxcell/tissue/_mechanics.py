@@ -14,10 +14,14 @@ from .._process import (
     AbstractContinuousProcess,
     Ports,
     as_parameter_array,
-    check_finite,
+    check_parameters,
+    checked_parameters,
     replace_in_dict,
 )
 from .._state import StateView, Var
+
+_NONNEGATIVE = ("radius", "stiffness", "adhesion", "adhesion_range")
+_POSITIVE = ("drag",)
 
 
 class SoftSpheres(AbstractContinuousProcess):
@@ -90,9 +94,7 @@ class SoftSpheres(AbstractContinuousProcess):
         for k, v in params.items():
             if k != "radius" and v.shape != ():
                 raise ModelError(f"{owner}: {k} must be a scalar; got shape {v.shape}.")
-            check_finite(owner, k, v, nonnegative=True)
-        if float(params["drag"]) == 0.0:
-            raise ModelError(f"{owner}: drag must be positive.")
+        check_parameters(owner, params, nonnegative=_NONNEGATIVE, positive=_POSITIVE)
         self.params = params
 
     @property
@@ -111,13 +113,15 @@ class SoftSpheres(AbstractContinuousProcess):
         return dict(self.params)
 
     def replace_parameters(self, values: Mapping[str, ArrayLike]) -> SoftSpheres:
-        new = replace_in_dict(f"SoftSpheres {self.name!r}", self.params, values)
+        owner = f"SoftSpheres {self.name!r}"
+        new = replace_in_dict(owner, self.params, values)
+        check_parameters(owner, new, nonnegative=_NONNEGATIVE, positive=_POSITIVE)
         return eqx.tree_at(lambda s: s.params, self, new)
 
     def forces(self, x: Array, alive: Array | None = None) -> Array:
         """Total pair force on each cell, shape ``(N, dim)`` (only between cells with
         ``alive > 0.5`` when ``alive`` is given)."""
-        p = self.params
+        p = self._checked()
         n = x.shape[0]
         r = jnp.broadcast_to(p["radius"], (n,))
         diff = x[:, None, :] - x[None, :, :]                      # x_i - x_j
@@ -136,4 +140,8 @@ class SoftSpheres(AbstractContinuousProcess):
 
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
         alive = None if self.alive is None else state[self.alive]
-        return {self.path: self.forces(state[self.path], alive) / self.params["drag"]}
+        return {self.path: self.forces(state[self.path], alive) / self._checked()["drag"]}
+
+    def _checked(self) -> dict[str, Array]:
+        return checked_parameters(f"SoftSpheres {self.name!r}", self.params,
+                                  nonnegative=_NONNEGATIVE, positive=_POSITIVE)
