@@ -196,3 +196,30 @@ def test_hill_gradient_finite_at_zero():
         {"n": 2.0})
     g = jax.grad(lambda p: net.replace_parameters({"n": p}).derivative(net.x0)[1])(2.0)
     assert np.isfinite(float(g)) and float(g) == 0.0
+
+
+def test_a_new_rate_law_kind_is_one_class():
+    """A kind owns its compile (index arrays) and evaluate (vectorised rates)."""
+    from jaxcell.molecular._kinds import Compiled, index_array
+
+    class Constant(jc.AbstractRateLaw):
+        v: str | float
+
+        @classmethod
+        def compile(cls, reactions, ctx):
+            return Compiled({"v": index_array([ctx.parameter(r, "v", r.rate.v)
+                                               for r in reactions])},
+                            [(i, 1.0) for i in range(len(reactions))])
+
+        @classmethod
+        def evaluate(cls, arrays, laws, xe, p, ctx):
+            return p[arrays["v"]]
+
+    net = jc.ReactionNetwork("n", {"A": 1.0, "B": 0.0}, [
+        jc.Reaction("make", "", "B", Constant("v")),
+        jc.Reaction("decay", "A", "", jc.MassAction(0.5)),
+        jc.Reaction("make2", "", "A", Constant(0.25))], {"v": 2.0})
+    np.testing.assert_allclose(net.derivative(net.x0), [-0.5 + 0.25, 2.0], rtol=1e-14)
+    assert net.parameter_names == ("v", "decay.k", "make2.v")
+    with pytest.raises(jc.ModelError, match="'v' is negative; it must be non-negative"):
+        net.replace_parameters({"v": -1.0})

@@ -22,37 +22,9 @@ from .._process import (
 )
 from .._state import Ref, StateView, Var, as_ref, suggest
 from ._conservation import ConservationLaw, conservation_laws
-from ._ratelaws import Custom
+from ._kinds import EvalContext
 from ._reaction import Reaction
 from ._structure import Structure, build_structure
-
-
-class _Lookup(Mapping):
-    """Lazy name -> value view of an array (only names that are used are gathered)."""
-
-    def __init__(self, values: Array, index: Mapping[str, int], what: str):
-        self._values, self._index, self._what = values, index, what
-
-    def __getitem__(self, name: str) -> Array:
-        if name not in self._index:
-            raise ModelError(f"{self._what}: no {name!r}.{suggest(name, self._index)}")
-        return self._values[self._index[name]]
-
-    def __iter__(self):
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-
-def _pos_pow(x: Array, n: Array) -> Array:
-    """``x**n`` for ``x > 0`` and 0 for ``x <= 0``, with finite gradients everywhere.
-
-    Hill terms treat a (numerically) negative concentration as zero.
-    """
-    pos = x > 0
-    safe = jnp.where(pos, x, 1.0)
-    return jnp.where(pos, safe**n, 0.0)
 
 
 class ReactionNetwork(AbstractContinuousProcess):
@@ -62,7 +34,9 @@ class ReactionNetwork(AbstractContinuousProcess):
     reaction rates. Mass-action, Michaelis–Menten and Hill laws are evaluated for all
     reactions of a kind at once (gathers over index arrays, then one product with ``N``,
     sparse for large networks), so the traced program does not grow with the number of
-    such reactions. :class:`Custom` and neural laws are evaluated one by one.
+    such reactions. :class:`Custom` and neural laws are evaluated one by one. Each
+    rate-law kind compiles and evaluates its own reactions (see
+    :class:`AbstractRateLaw`), so a new kind is one new class.
 
     The network owns one state variable, ``(scale, name, "species")``, a vector whose
     components are labelled by species name: ``traj["molecular/net/species/A"]`` or
@@ -101,7 +75,7 @@ class ReactionNetwork(AbstractContinuousProcess):
     name: str
     x0: Float[Array, " species"]
     p: Float[Array, " params"]
-    customs: tuple[Custom, ...]
+    laws: tuple[tuple[Any, ...], ...]
     species: tuple[str, ...] = eqx.field(static=True)
     parameter_names: tuple[str, ...] = eqx.field(static=True)
     reaction_names: tuple[str, ...] = eqx.field(static=True)
@@ -172,7 +146,7 @@ class ReactionNetwork(AbstractContinuousProcess):
         self.x0 = jnp.stack(x0)
         self.p = jnp.stack([jnp.asarray(v, dtype=self.x0.dtype) for v in pvals]) if pvals \
             else jnp.zeros((0,), self.x0.dtype)
-        self.customs = built.customs
+        self.laws = built.laws
         self.species = tuple(names)
         self.parameter_names = built.param_names
         self.reaction_names = tuple(r.name for r in reactions)
@@ -275,48 +249,23 @@ class ReactionNetwork(AbstractContinuousProcess):
 
     # -- evaluation ----------------------------------------------------------------------
     def _columns(self, x: Array, inputs: Array) -> Array:
+        """Rates of all columns: each rate-law kind evaluates its own block."""
         st = self.structure
         dt = x.dtype
         # one traced check of all parameters (NaN, Inf, sign rules) per evaluation
         p = self._rules().checked_vector(self.p, self.p).astype(dt)
         xe = jnp.concatenate([x, inputs.astype(dt), jnp.ones((1,), dt)])
-        parts = []
-        if st["ma_k"].size:
-            parts.append(p[st["ma_k"]] * jnp.prod(xe[st["ma_idx"]], axis=1))
-        if st["mm_vmax"].size:
-            s = xe[st["mm_s"]]
-            parts.append(p[st["mm_vmax"]] * xe[st["mm_e"]] * s / (p[st["mm_km"]] + s))
-        for pre, mod in (("ha", "a"), ("hr", "r")):
-            if st[f"{pre}_vmax"].size:
-                n = p[st[f"{pre}_n"]]
-                kn = _pos_pow(p[st[f"{pre}_k"]], n)
-                sn = _pos_pow(xe[st[f"{pre}_{mod}"]], n)
-                f = sn / (kn + sn) if pre == "ha" else kn / (kn + sn)
-                parts.append(p[st[f"{pre}_vmax"]] * f)
-        if self.customs:
-            ext = {s: i for i, s in enumerate(self.species)}
-            ext.update({a: len(self.species) + j for j, (a, _) in enumerate(self.inputs)})
-            pidx = {n: i for i, n in enumerate(self.parameter_names)}
-            s_view = _Lookup(xe, ext, f"ReactionNetwork {self.name!r}: species or input")
-            p_view = _Lookup(p, pidx, f"ReactionNetwork {self.name!r}: parameter")
-            vals = []
-            for law, rname in zip(self.customs, self._custom_names()):
-                v = jnp.asarray(law.fn(s_view, p_view), dtype=dt)
-                if v.size != 1:
-                    raise ModelError(
-                        f"ReactionNetwork {self.name!r}, reaction {rname!r}: the rate law "
-                        f"returned shape {v.shape}; a reaction rate is a scalar."
-                    )
-                vals.append(v.reshape(()))
-            parts.append(jnp.stack(vals))
-        if not parts:
+        if not st.blocks:
             return jnp.zeros((0,), dt)
+        ext = {s: i for i, s in enumerate(self.species)}
+        ext.update({a: len(self.species) + j for j, (a, _) in enumerate(self.inputs)})
+        pidx = {n: i for i, n in enumerate(self.parameter_names)}
+        where = f"ReactionNetwork {self.name!r}"
+        parts = []
+        for block, laws in zip(st.blocks, self.laws):
+            ctx = EvalContext(where, ext, pidx, block.reaction_names)
+            parts.append(block.kind.evaluate(block.arrays, laws, xe, p, ctx))
         return jnp.concatenate(parts)
-
-    def _custom_names(self) -> list[str]:
-        st = self.structure
-        n = st.n_custom
-        return [self.reaction_names[i] for i in st["col_rxn"][st.n_columns - n:]]
 
     def _inputs(self, state: StateView | None) -> Array:
         if not self.inputs:
