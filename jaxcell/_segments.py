@@ -37,6 +37,7 @@ import optimistix as optx
 from jax.flatten_util import ravel_pytree
 
 from ._composite import Composite
+from ._errors import SimulationError
 from ._results import RESULTS
 from ._state import StateView
 
@@ -367,13 +368,25 @@ def _first(result, *checks):
 
 
 def default_max_segments(n_save: int, n_events: int) -> int:
-    """The loop's budget when none is given: it grows with the save points and events."""
-    return 4096 + 64 * n_save + 256 * n_events
+    """The loop's budget when none is given: it grows with the save points and events.
+
+    Each segment ends at an event firing, a switch, a scheduled time or a save point;
+    16384 leaves room for thousands of firings (two events re-triggering each other
+    every 0.02 time units over 100). Reverse mode stores ``O(sqrt(budget))``
+    checkpoints of the loop state, so the budget is not free: pass ``max_segments``
+    for runs with more firings."""
+    return 16384 + 64 * n_save + 256 * n_events
 
 
 def solve_events(model: Composite, y0, ts, *, solver, controller, adjoint, max_steps,
                  max_segments, args, dt0=None, progress_meter=None) -> EventOutput:
     """Run the segment loop from ``ts[0]`` to ``ts[-1]``, saving at ``ts`` (traced)."""
+    if not isinstance(adjoint, (diffrax.RecursiveCheckpointAdjoint, diffrax.ForwardMode)):
+        raise SimulationError(
+            f"Models with events (the event loop) support adjoint="
+            f"diffrax.RecursiveCheckpointAdjoint() (reverse mode, the default) or "
+            f"diffrax.ForwardMode(); got {type(adjoint).__name__}."
+        )
     x0, unravel = ravel_pytree(y0)
     dtype = x0.dtype
     sys_ = _System(model, args, unravel, dtype)
@@ -651,8 +664,8 @@ def solve_events(model: Composite, y0, ts, *, solver, controller, adjoint, max_s
                  out_z=jnp.zeros((n_out, n_sw), dtype), steps=jnp.asarray(0),
                  done=jnp.asarray(False), result=RESULTS.successful,
                  segments=jnp.asarray(0))
-    s = eqxi.while_loop(cond, body, init, max_steps=max_segments, kind=loop_kind,
-                        checkpoints=None if forward else min(max_segments, 4096))
+    # (reverse mode keeps O(sqrt(max_segments)) checkpoints of the loop state)
+    s = eqxi.while_loop(cond, body, init, max_steps=max_segments, kind=loop_kind)
     result = _first(s.result, (~s.done, RESULTS.max_segments_reached))
     return EventOutput(xs=s.out_x, zs=s.out_z, hist=s.hist, result=result, steps=s.steps,
                        segments=s.segments)

@@ -249,7 +249,7 @@ def simulate(
             reproducible. Ignored by models without discrete processes.
         max_segments: the event loop's budget of segments (event firings,
             switches, save points) for models with event processes; default
-            ``4096 + 64·(save points) + 256·(events)``. Running out is reported as
+            ``16384 + 64·(save points) + 256·(events)``. Running out is reported as
             ``RESULTS.max_segments_reached``, naming this argument.
 
     **Models with events** (:class:`Event` processes, SBML models with events,

@@ -197,6 +197,12 @@ class StateView(Mapping):
             return None
         return self._context.switches_of(self._owner)
 
+    @property
+    def history_start(self) -> Array | None:
+        """The time the kept history starts (the start of the simulation), or ``None``
+        when no history is kept."""
+        return None if self._context is None else self._context.start
+
     def past(self, path: PathLike, t: Array) -> Array:
         """The value of an owned variable at an earlier time ``t`` (a delay).
 

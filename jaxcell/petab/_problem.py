@@ -27,9 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from ..sbml._events import STATUS_OK, solve_with_events
+from .._composite import as_composite
+from .._engine import TERM
+from .._results import RESULTS
 from ..sbml._model import SBMLModel
-from ..sbml._solve import SBML_TERM, plain_solve
+from ..sbml._solve import run_sbml
 from ..solvers import Rodas5
 from ._math import PetabError
 from ._priors import neg_log_prior
@@ -82,9 +84,10 @@ class PetabProblem(PetabTables):
 
     def _steady_state(self, values):
         m = self._model_with(values)
-        x0, c = m.initialize(0.0)
+        comp = as_composite(m).prepared(0.0)
+        y0 = comp.initial_state()
         sol = diffrax.diffeqsolve(
-            SBML_TERM, Rodas5(), 0.0, _PREEQ_T1, None, x0, args=(m, c),
+            TERM, Rodas5(), 0.0, _PREEQ_T1, None, y0, args=(comp, None),
             saveat=diffrax.SaveAt(t1=True),
             stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
             event=diffrax.Event(diffrax.steady_state_event(rtol=self.rtol, atol=self.atol)),
@@ -94,20 +97,19 @@ class PetabProblem(PetabTables):
         done = (sol.result == diffrax.RESULTS.successful) | (
             sol.result == diffrax.RESULTS.event_occurred)
         ok = done & jnp.any(jnp.asarray(sol.event_mask))
-        return sol.ys[-1], ok
+        return sol.ys[m.scale][m.name]["state"][-1], ok
 
     def _simulate_one(self, values, ts, x_pre, mask):
         m = self._model_with(values)
-        x0, c = m.initialize(ts[0])
+        x0, _ = m.initialize(ts[0])
         x0 = jnp.where(mask, x_pre, x0)
-        if m.has_events or m.has_delays or m.structure.discontinuities:
-            obs, status, _ = solve_with_events(m, ts, x0, c, self.rtol, self.atol,
-                                               self.max_steps, self.max_segments,
-                                               self.forward_mode)
-        else:
-            obs, status, _ = plain_solve(m, ts, x0, c, self.rtol, self.atol,
-                                          self.max_steps, self.forward_mode)
-        return obs, status
+        obs, result, _ = run_sbml(
+            m, ts, x0=x0, solver=Rodas5(),
+            controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            adjoint=(diffrax.ForwardMode() if self.forward_mode
+                     else diffrax.RecursiveCheckpointAdjoint()),
+            max_steps=self.max_steps, max_segments=self.max_segments)
+        return obs, result
 
     def _values(self, src, const, p):
         return jnp.where(src >= 0, p[jnp.clip(src, 0)], const)
@@ -156,7 +158,7 @@ class PetabProblem(PetabTables):
         total = jnp.zeros(())
         for o, y, h, sigma in groups:
             total = total + jnp.sum(_nllh_terms(y, h, sigma, o["trans"], o["dist"]))
-        return jnp.where(jnp.all(status == STATUS_OK), total, jnp.inf)
+        return jnp.where(jnp.all(status == RESULTS.successful), total, jnp.inf)
 
     def nllh(self, x: ArrayLike) -> Array:
         """Negative log-likelihood of the measurements (priors excluded) at the estimated
@@ -195,7 +197,7 @@ class PetabProblem(PetabTables):
         ``values`` of shape ``(len(times), len(model.output_ids))``."""
         outs, status = jax.jit(self._simulate_impl)(jnp.asarray(x, dtype=float))
         return {c: (np.asarray(self._times[i]), np.asarray(outs[i, :len(self._times[i])]),
-                    int(status[i])) for i, c in enumerate(self.conditions)}
+                    int(status._value[i])) for i, c in enumerate(self.conditions)}
 
     def __repr__(self) -> str:
         n_meas = sum(len(o["y"]) for o in self._observables)

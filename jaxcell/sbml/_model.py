@@ -11,15 +11,22 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
 from .._custom_types import Path
-from .._process import AbstractContinuousProcess, Ports, as_parameter_array
+from .._process import (
+    AbstractContinuousProcess,
+    AbstractEventProcess,
+    EventTable,
+    Ports,
+    as_parameter_array,
+)
 from .._state import StateView, Var
 from ._errors import SBMLError, SBMLUnsupportedError
 from ._eval import Env
+from ._events import env_factory, timed_switches
 from ._reader import read_sbml
 from ._structure import Structure
 
 
-class SBMLModel(AbstractContinuousProcess):
+class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
     """An SBML model imported with :func:`load_sbml`.
 
     As a process it owns one state variable, ``(scale, name, "state")``, whose labelled
@@ -30,8 +37,11 @@ class SBMLModel(AbstractContinuousProcess):
     ``"reaction_id.parameter_id"``: all are pytree leaves and can be fitted.
     Initial assignments and assignment rules are re-evaluated from them.
 
-    Models with events or ``delay`` need :func:`simulate_sbml` (composing them with
-    other processes raises an error naming the feature).
+    It is also an event process (:class:`jaxcell.AbstractEventProcess`): its events,
+    the discontinuities of its right-hand side (``piecewise``, ``floor``, ``ceiling``)
+    and its delays run in the core event loop, alone (:func:`simulate_sbml`) or
+    composed with any other process (:func:`jaxcell.simulate`), per cell too
+    (:meth:`per_cell`: each cell fires its own events).
     """
 
     name: str = eqx.field(static=True)
@@ -39,6 +49,8 @@ class SBMLModel(AbstractContinuousProcess):
     structure: Structure = eqx.field(static=True)
     params: dict[str, Array]
     cells: int | None = eqx.field(static=True)
+    consts: Array | None
+    start: Array | None
 
     def __init__(self, structure: Structure, *, name: str | None = None,
                  scale: str = "molecular", parameters: Mapping[str, ArrayLike] | None = None,
@@ -55,6 +67,8 @@ class SBMLModel(AbstractContinuousProcess):
                        jnp.asarray(as_parameter_array(self.name, k, v), dtype=ftype)
                        for k, v in values.items()}
         self.cells = cells
+        self.consts = None
+        self.start = None
 
     def per_cell(self, n_cells: int) -> SBMLModel:
         """The same model in each of ``n_cells`` cells: the state becomes
@@ -103,22 +117,14 @@ class SBMLModel(AbstractContinuousProcess):
     def _path(self) -> Path:
         return (self.scale, self.name, "state")
 
-    def _composable(self):
-        if self.has_events:
-            raise SBMLUnsupportedError(
-                "events in an SBML model composed with other processes (use "
-                "jaxcell.sbml.simulate_sbml for a model with events)",
-                self.structure.ir.events[0].id)
-        if self.has_delays:
-            raise SBMLUnsupportedError(
-                "delay() in an SBML model composed with other processes (use "
-                "jaxcell.sbml.simulate_sbml)", self.name)
-
     def ports(self) -> Ports:
-        self._composable()
+        if self.has_delays and self.cells is not None:
+            raise SBMLUnsupportedError(
+                "delay() in an SBML model simulated per cell (per_cell)", self.name)
         shape = (len(self.state_ids),) if self.cells is None else (
             self.cells, len(self.state_ids))
-        return Ports(owns={self._path(): Var(shape, self.state_ids)})
+        return Ports(owns={self._path(): Var(shape, self.state_ids)},
+                     history=self.has_delays)
 
     def _axes(self):
         return {k: (0 if jnp.ndim(v) == 1 else None) for k, v in self.params.items()}
@@ -126,7 +132,9 @@ class SBMLModel(AbstractContinuousProcess):
     def _single(self, params) -> SBMLModel:
         return eqx.tree_at(lambda s: s.params, self, params)
 
-    def initial_values(self, t0: ArrayLike = 0.0) -> dict[Path, Array]:
+    def initial_values(self, t0: ArrayLike | None = None) -> dict[Path, Array]:
+        if t0 is None:
+            t0 = 0.0 if self.start is None else self.start
         if self.cells is None:
             x0, _ = self.initialize(t0)
         else:
@@ -152,18 +160,118 @@ class SBMLModel(AbstractContinuousProcess):
         return eqx.tree_at(lambda s: s.params, self, new)
 
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
-        x = state[self._path()]
-        if self.cells is None:
-            _, c = self.initialize(0.0)
-            return {self._path(): self.derivative(t, x, c)}
-
-        def one(p, xi):
-            m = self._single(p)
-            _, c = m.initialize(0.0)
-            return m.derivative(t, xi, c)
-
-        dx = jax.vmap(one, in_axes=(self._axes(), 0))(self.params, x)
+        dx = self._each_cell(state, lambda ev, x, z: ev.env(t, x, z).derivative())
         return {self._path(): dx}
+
+    # -- the event process -------------------------------------------------------------
+    def prepared(self, t0) -> SBMLModel:
+        """The model with its constants (after initial assignments at ``t0``) computed
+        once for a solve."""
+        if self.cells is None:
+            _, c = self.initialize(t0)
+        else:
+            c = jax.vmap(lambda p: self._single(p).initialize(t0)[1],
+                         in_axes=(self._axes(),), axis_size=self.cells)(self.params)
+        return eqx.tree_at(lambda s: (s.consts, s.start), self, (c, jnp.asarray(t0)),
+                           is_leaf=lambda v: v is None)
+
+    def frozen(self, z):
+        """The switch values ``z`` as the interpreter's frozen branches."""
+        if z is None or not self.structure.discontinuities:
+            return None
+        return {d: (z[i] > 0.5 if d[0] == "cond" else z[i])
+                for i, d in enumerate(self.structure.discontinuities)}
+
+    def _consts(self) -> Array:
+        if self.consts is not None:
+            return self.consts
+        return self.prepared(0.0 if self.start is None else self.start).consts  # pyright: ignore
+
+    def _each_cell(self, state: StateView, fn):
+        """``fn(events, x, z)`` for the model (or, per cell, ``vmap``-ped over cells):
+        ``events`` is the :class:`SBMLEvents` of one cell, ``x`` its state, ``z`` its
+        frozen switches (``None``: evaluated afresh)."""
+        x = state[self._path()]
+        z = state.switches
+        c = self._consts()
+        if self.cells is None:
+            hist = _Past(state, self._path()) if state.history_start is not None else None
+            return fn(env_factory(self, c, hist, x.dtype), x, z)
+        zc = None if z is None else z.reshape(self.cells, -1)
+
+        def one(p, ci, xi, zi):
+            return fn(env_factory(self._single(p), ci, None, xi.dtype), xi, zi)
+
+        return jax.vmap(one, in_axes=(self._axes(), 0, 0, None if zc is None else 0))(
+            self.params, c, x, zc)
+
+    def _cell_model(self, cell):
+        """One cell's model, its constants and its frozen switches selector."""
+        params = {k: (v[cell] if ax == 0 else v)
+                  for (k, v), ax in zip(self.params.items(), self._axes().values())}
+        return self._single(params), self._consts()[cell]
+
+    def events(self) -> EventTable:
+        st = self.structure
+        n = self.cells or 1
+        evs = st.ir.events
+        names = tuple(ev.id if self.cells is None else f"{ev.id}[{i}]"
+                      for i in range(n) for ev in evs)
+        n_disc = len(st.discontinuities)
+        timed = timed_switches(st)
+        return EventTable(
+            names=names,
+            persistent=tuple(ev.persistent for _ in range(n) for ev in evs),
+            initial_value=tuple(ev.initial_value for _ in range(n) for ev in evs),
+            use_trigger_values=tuple(ev.use_trigger_values for _ in range(n) for ev in evs),
+            has_priority=tuple(ev.priority is not None for _ in range(n) for ev in evs),
+            scheduled=(False,) * (n * len(evs)),
+            n_switches=n * n_disc,
+            timed_switches=tuple(c * n_disc + j for c in range(n) for j in timed))
+
+    def triggers(self, t, state: StateView, args):
+        b, g = self._each_cell(state, lambda ev, x, z: ev.triggers(t, x, z))
+        return b.reshape(-1), g.reshape(-1)
+
+    def event_values(self, t, state: StateView, args):
+        v = self._each_cell(state, lambda ev, x, z: ev.values(t, x, z))
+        return v.reshape(-1, v.shape[-1])
+
+    def event_delays(self, t, state: StateView, args):
+        return self._each_cell(state, lambda ev, x, z: ev.delays(t, x, z)).reshape(-1)
+
+    def event_priorities(self, t, state: StateView, args):
+        return self._each_cell(state, lambda ev, x, z: ev.priorities(t, x, z)).reshape(-1)
+
+    def execute(self, k, t, state: StateView, args, values):
+        x = state[self._path()]
+        z = state.switches
+        if self.cells is None:
+            hist = _Past(state, self._path()) if state.history_start is not None else None
+            ev = env_factory(self, self._consts(), hist, x.dtype)
+            return {self._path(): ev.execute(k, t, x, values, z)}
+        n_ev = len(self.structure.ir.events)
+        cell, kk = k // n_ev, k % n_ev
+        m, c = self._cell_model(cell)
+        zi = None if z is None else z.reshape(self.cells, -1)[cell]
+        row = env_factory(m, c, None, x.dtype).execute(kk, t, x[cell], values, zi)
+        return {self._path(): x.at[cell].set(row)}
+
+    def switch_values(self, t, state: StateView, args):
+        return self._each_cell(state, lambda ev, x, z: ev.switch_values(t, x, z)).reshape(-1)
+
+    def switch_crossings(self, t, state: StateView, args):
+        return self._each_cell(state, lambda ev, x, z: ev.switch_crossings(t, x, z)
+                               ).reshape(-1)
+
+    def switch_flips(self, t, state: StateView, args):
+        return self._each_cell(state, lambda ev, x, z: ev.switch_flips(t, x, z)).reshape(-1)
+
+    def next_time(self, t, state: StateView, args):
+        return jnp.min(self._each_cell(state, lambda ev, x, z: ev.next_time(t, x)))
+
+    def min_delay(self, t, state: StateView, args):
+        return jnp.min(self._each_cell(state, lambda ev, x, z: ev.min_delay(t, x)))
 
     # -- numerics ----------------------------------------------------------------------
     def initialize(self, t0: ArrayLike = 0.0) -> tuple[Array, Array]:
@@ -185,10 +293,10 @@ class SBMLModel(AbstractContinuousProcess):
         """d(state)/dt at time ``t``, state ``x`` and constants ``c``."""
         return self.env(t, x, c, history, frozen).derivative()
 
-    def observe(self, t, x, c, history=None) -> Array:
+    def observe(self, t, x, c, history=None, frozen=None) -> Array:
         """Values of :attr:`output_ids` (SBML units: concentrations for species unless
         ``hasOnlySubstanceUnits``)."""
-        env = self.env(t, x, c, history)
+        env = self.env(t, x, c, history, frozen)
         return jnp.stack([env.value(k) for k in self.output_ids])
 
     def _dtype(self):
@@ -197,6 +305,19 @@ class SBMLModel(AbstractContinuousProcess):
                             "with jaxcell.simulate (inside a Composite), not simulate_sbml.")
         leaves = list(self.params.values())
         return jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+
+
+class _Past:
+    """The past of an SBML model's state, read from the event loop's history (what
+    the expression interpreter needs for ``delay``)."""
+
+    def __init__(self, state: StateView, path: Path):
+        self.state = state
+        self.path = path
+        self.t0 = state.history_start
+
+    def __call__(self, tq):
+        return self.state.past(self.path, tq)
 
 
 def load_sbml(source: str | os.PathLike, *, name: str | None = None,
@@ -236,8 +357,8 @@ def load_sbml(source: str | os.PathLike, *, name: str | None = None,
         ... </sbml>'''
         >>> model = load_sbml(xml)
         >>> sol = simulate_sbml(model, np.linspace(0.0, 2.0, 3))
-        >>> np.round(sol.amount("A"), 6).tolist()
-        [10.0, 6.065307, 3.678794]
+        >>> np.round(sol.amount("A"), 5).tolist()
+        [10.0, 6.06531, 3.67879]
     """
     ir = read_sbml(source)
     return SBMLModel(Structure(ir), name=name, scale=scale)

@@ -1,7 +1,10 @@
 """Simulating an imported SBML model: ``simulate_sbml`` and ``solve_sbml``.
 
-Models without events or delays are one diffrax solve. Models with events run a loop of
-segments inside one compiled program (fixed-shape arrays; see ``_events.py``).
+Both run on the core engine: a model without events, discontinuities or delays is one
+``diffrax.diffeqsolve`` of the model's vector field (the same term ``jaxcell.simulate``
+uses); any other model runs the core event loop (``jaxcell/_segments.py``), to which the
+model contributes its events and switches as an event process. What is SBML-specific
+here is the output: every symbol's value as SBML defines it.
 """
 
 from __future__ import annotations
@@ -16,41 +19,74 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from ..solvers import Rodas5
+from .._composite import as_composite
+from .._engine import TERM, initial_state
+from .._failure import advice
+from .._results import RESULTS
+from .._segments import default_max_segments, make_context, solve_events, unravel_states
+from .._simulate import DEFAULT_ATOL, DEFAULT_RTOL, default_controller, default_solver
 from ._errors import SBMLError, SBMLUnsupportedError
-from ._events import STATUS_MESSAGES, STATUS_OK, STATUS_SOLVER, STATUS_TIE, solve_with_events
 from ._model import SBMLModel
 
 
-def _vf(t, x, args):
-    model, c = args
-    return model.derivative(t, x, c)
+class _ContextPast:
+    """The past of the model's state from the loop's history (for outputs with delay)."""
+
+    def __init__(self, ctx, path):
+        self.ctx, self.path, self.t0 = ctx, path, ctx.start
+
+    def __call__(self, tq):
+        return self.ctx.past(self.path, tq)
 
 
-SBML_TERM = diffrax.ODETerm(_vf)
+def run_sbml(model: SBMLModel, ts, *, x0=None, solver=None, controller=None, adjoint=None,
+             max_steps: int = 100_000, max_segments: int | None = None, dt0=None,
+             progress_meter=None):
+    """The values of ``model.output_ids`` at ``ts`` (traceable; not compiled here):
+    ``(values (len(ts), len(ids)), result, steps)``. ``x0`` replaces the initial state."""
+    comp = as_composite(model).prepared(ts[0])
+    m = comp.leaves[0]
+    path = (m.scale, m.name, "state")
+    y0 = initial_state(comp, None)
+    if x0 is not None:
+        y0 = initial_state(comp, {path: x0})
+    solver = default_solver(comp.spec.size) if solver is None else solver
+    controller = default_controller() if controller is None else controller
+    adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+    c = m.consts
+    if comp.event_processes:
+        n_events = len(model.structure.ir.events)
+        budget = default_max_segments(ts.shape[0], n_events) if max_segments is None \
+            else max_segments
+        out = solve_events(comp, y0, ts, solver=solver, controller=controller,
+                           adjoint=adjoint, max_steps=max_steps, max_segments=budget,
+                           args=None, dt0=dt0, progress_meter=progress_meter)
+        ys = unravel_states(y0, out.xs)
 
+        def observe(t, y, z):
+            ctx = make_context(comp, z, out.hist)
+            hist = _ContextPast(ctx, path) if ctx.has_history else None
+            frozen = m.frozen(z)
+            return m.observe(t, y[path[0]][path[1]][path[2]], c, hist, frozen)
 
-def plain_solve(model, ts, x0, c, rtol, atol, max_steps, forward_mode):
-    ctrl = diffrax.PIDController(rtol=rtol, atol=atol)
-    adjoint = diffrax.ForwardMode() if forward_mode else diffrax.RecursiveCheckpointAdjoint()
+        values = jax.vmap(observe)(ts, ys, out.zs)
+        return values, out.result, out.steps
     sol = diffrax.diffeqsolve(
-        SBML_TERM, Rodas5(), ts[0], ts[-1], None, x0, args=(model, c),
-        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=ctrl,
-        max_steps=max_steps, throw=False, adjoint=adjoint,
-    )
-    obs = jax.vmap(lambda t, x: model.observe(t, x, c))(ts, sol.ys)
-    steps = sol.stats["num_accepted_steps"]
-    status = jnp.where(sol.result == diffrax.RESULTS.successful, STATUS_OK, STATUS_SOLVER)
-    return obs, status, steps
+        TERM, solver, ts[0], ts[-1], dt0, y0, args=(comp, None),
+        saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, max_steps=max_steps,
+        throw=False, adjoint=adjoint,
+        progress_meter=diffrax.NoProgressMeter() if progress_meter is None else progress_meter)
+    values = jax.vmap(lambda t, y: m.observe(t, y[path[0]][path[1]][path[2]], c))(
+        ts, sol.ys)
+    return values, RESULTS.promote(sol.result), sol.stats["num_accepted_steps"]
 
 
 @eqx.filter_jit
-def _solve(model: SBMLModel, ts, rtol, atol, max_steps, max_segments, forward_mode):
-    x0, c = model.initialize(ts[0])
-    if model.has_events or model.has_delays or model.structure.discontinuities:
-        return solve_with_events(model, ts, x0, c, rtol, atol, max_steps, max_segments,
-                                 forward_mode)
-    return plain_solve(model, ts, x0, c, rtol, atol, max_steps, forward_mode)
+def _solve(model, ts, solver, controller, adjoint, max_steps, max_segments, dt0,
+           progress_meter):
+    return run_sbml(model, ts, solver=solver, controller=controller, adjoint=adjoint,
+                    max_steps=max_steps, max_segments=max_segments, dt0=dt0,
+                    progress_meter=progress_meter)
 
 
 def _times(ts) -> Array:
@@ -63,30 +99,38 @@ def _times(ts) -> Array:
     return jnp.asarray(arr)
 
 
-def solve_sbml(model: SBMLModel, ts: ArrayLike, rtol: float = 1e-8, atol: float = 1e-10,
-               max_steps: int = 100_000, max_segments: int = 4096,
-               adjoint: diffrax.AbstractAdjoint | None = None):
+def _controller(stepsize_controller, rtol, atol):
+    if stepsize_controller is not None:
+        if rtol is not None or atol is not None:
+            raise SBMLError("give either rtol/atol or stepsize_controller, not both.")
+        return stepsize_controller
+    return default_controller(DEFAULT_RTOL if rtol is None else float(rtol),
+                              DEFAULT_ATOL if atol is None else float(atol))
+
+
+def solve_sbml(model: SBMLModel, ts: ArrayLike, rtol: float | None = None,
+               atol: float | None = None, max_steps: int = 100_000,
+               max_segments: int | None = None,
+               adjoint: diffrax.AbstractAdjoint | None = None, *,
+               solver: diffrax.AbstractSolver | None = None,
+               stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+               dt0=None, progress_meter: diffrax.AbstractProgressMeter | None = None):
     """The values of ``model.output_ids`` at ``ts``: an array ``(len(ts), len(ids))``.
 
     A pure JAX function of the model's parameters, differentiable through the model
-    pytree: reverse mode (``jax.grad``; the default, checkpointed loops) or, with
+    pytree: reverse mode (``jax.grad``; the default) or, with
     ``adjoint=diffrax.ForwardMode()``, forward mode (``jax.jvp`` / ``jax.jacfwd``; faster
-    for a few parameters). Returns ``(values, status, steps)``; ``status`` is 0 on
-    success (``SBMLSolution.messages`` explains the other codes).
+    for a few parameters). Defaults are :func:`jaxcell.simulate`'s (``Rodas5``,
+    ``PIDController(rtol=1e-6, atol=1e-8)``); any diffrax solver, controller, adjoint or
+    progress meter passes through. Returns ``(values, result, steps)`` with ``result``
+    a :class:`jaxcell.RESULTS` (``RESULTS.successful`` on success).
     """
     if not isinstance(model, SBMLModel):
         raise SBMLError(f"solve_sbml needs an SBMLModel (from load_sbml); got "
                         f"{type(model).__name__}.")
-    if adjoint is None or isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint):
-        forward_mode = False
-    elif isinstance(adjoint, diffrax.ForwardMode):
-        forward_mode = True
-    else:
-        raise SBMLError(
-            f"solve_sbml supports adjoint=diffrax.RecursiveCheckpointAdjoint() (reverse "
-            f"mode, the default) or diffrax.ForwardMode(); got {type(adjoint).__name__}.")
-    return _solve(model, jnp.asarray(ts), rtol, atol, int(max_steps), int(max_segments),
-                  forward_mode)
+    controller = _controller(stepsize_controller, rtol, atol)
+    return _solve(model, jnp.asarray(ts), solver, controller, adjoint, int(max_steps),
+                  None if max_segments is None else int(max_segments), dt0, progress_meter)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +144,7 @@ class SBMLSolution:
     ts: np.ndarray
     ids: tuple[str, ...]
     values: np.ndarray  # (len(ts), len(ids))
-    status: int
+    result: RESULTS
     num_steps: int
     model: SBMLModel = dataclasses.field(repr=False)
 
@@ -147,15 +191,20 @@ class SBMLSolution:
         return v / vol
 
     @property
+    def status(self) -> int:
+        """The integer code of :attr:`result` (0 on success)."""
+        return int(self.result._value)  # noqa: SLF001
+
+    @property
     def success(self) -> bool:
         """Whether the simulation finished without a solver or event problem."""
-        return self.status == STATUS_OK
+        return bool(self.result == RESULTS.successful)
 
     def messages(self) -> list[str]:
         """Why the simulation failed (empty on success)."""
         if self.success:
             return []
-        return [STATUS_MESSAGES.get(self.status, f"status {self.status}")]
+        return [RESULTS._index_to_message[int(self.result._value)]]  # noqa: SLF001
 
     def to_columns(self) -> dict[str, np.ndarray]:
         """``{"time": ts, id: values, ...}`` for every symbol."""
@@ -166,10 +215,21 @@ class SBMLSolution:
 
 
 def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
-                  rtol: float = 1e-8, atol: float = 1e-10, max_steps: int = 100_000,
-                  max_segments: int = 4096,
-                  parameters: Mapping[str, ArrayLike] | None = None) -> SBMLSolution:
+                  rtol: float | None = None, atol: float | None = None,
+                  max_steps: int = 100_000, max_segments: int | None = None,
+                  parameters: Mapping[str, ArrayLike] | None = None, throw: bool = True,
+                  solver: diffrax.AbstractSolver | None = None,
+                  stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+                  adjoint: diffrax.AbstractAdjoint | None = None, dt0=None,
+                  progress_meter: diffrax.AbstractProgressMeter | None = None
+                  ) -> SBMLSolution:
     """Simulate an imported SBML model and report every symbol at the times ``ts``.
+
+    :func:`jaxcell.simulate` plus SBML's output conventions: the same engine, the same
+    defaults (``Rodas5``, ``PIDController(rtol=1e-6, atol=1e-8)``, ``max_steps``,
+    ``throw=True``: a failure raises :class:`jaxcell.SimulationError` saying what to
+    do; with ``throw=False`` it is in ``SBMLSolution.result``), and any diffrax solver,
+    controller (or ``rtol``/``atol`` for the default one), adjoint or progress meter.
 
     The model's initial values hold at ``t0`` (SBML's time 0 by default; ``t0=None``
     starts at ``ts[0]``); ``ts`` must not start before ``t0``. Events, delays, rules and
@@ -183,11 +243,22 @@ def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
         raise SBMLError(f"ts starts at {float(t[0])}, before t0 = {start}.")
     extra = float(t[0]) > start
     full = jnp.concatenate([jnp.asarray([start]), t]) if extra else t
-    values, status, steps = solve_sbml(model, full, rtol, atol, max_steps, max_segments)
-    if int(status) == STATUS_TIE:
+    values, result, steps = solve_sbml(
+        model, full, rtol, atol, max_steps, max_segments, adjoint, solver=solver,
+        stepsize_controller=stepsize_controller, dt0=dt0, progress_meter=progress_meter)
+    if result == RESULTS.event_tie:
         raise SBMLUnsupportedError(
             "random execution order of simultaneous events with equal priorities", None,
             "SBML asks for a random order; jaxcell executes events deterministically")
     values = np.asarray(values)[1:] if extra else np.asarray(values)
-    return SBMLSolution(ts=np.asarray(t), ids=model.output_ids, values=values,
-                        status=int(status), num_steps=int(steps), model=model)
+    sol = SBMLSolution(ts=np.asarray(t), ids=model.output_ids, values=values,
+                       result=result, num_steps=int(steps), model=model)
+    if throw and not sol.success:
+        from .._errors import SimulationError
+
+        solver_used = default_solver(len(model.state_ids)) if solver is None else solver
+        budget = max_segments if max_segments is not None else default_max_segments(
+            len(full), len(model.structure.ir.events))
+        raise SimulationError(f"simulate_sbml failed for SBML model {model.name!r}: "
+                              f"{advice(result, solver_used, max_steps, budget)}")
+    return sol
