@@ -13,6 +13,7 @@ import pytest
 import jaxcell as jc
 from jaxcell.inference import (
     BayesResult,
+    InferenceError,
     fit_svi,
     log_density,
     numpyro_model,
@@ -146,13 +147,13 @@ def test_nuts_rejects_failed_solves():
 
 
 def test_numpyro_model_checks_its_input():
-    with pytest.raises(TypeError, match="numpyro distribution"):
+    with pytest.raises(InferenceError, match="numpyro distribution"):
         numpyro_model(lambda th: None, {"a": 1.0}, lambda s, th: None)  # pyright: ignore
     with pytest.raises(ValueError, match="differ"):
         numpyro_model(lambda th: None, {"obs": dist.Normal()}, lambda s, th: None)
     model = numpyro_model(lambda th: th["a"], {"a": dist.Normal()},
                           lambda s, th: dist.Normal(s, 1.0))
-    with pytest.raises(TypeError, match="Trajectory or a pair"):
+    with pytest.raises(InferenceError, match="Trajectory or a pair"):
         log_density(model, {"a": 0.0}, 0.0)
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import jaxcell.io as jio
-from jaxcell.inference import fit
-from jaxcell.petab._objective import PetabObjective, petab_objective
+from jaxcell.inference import AbstractBoundedObjective, InferenceError, fit
+from jaxcell.petab import PetabObjective, petab_objective
 
 BOEHM_YAML = (Path(__file__).resolve().parent / "data" / "petab" / "Boehm_JProteomeRes2014"
               / "Boehm_JProteomeRes2014.yaml")
@@ -31,17 +31,18 @@ def test_adapter_residuals_match_nllh():
     pb = _boehm()
     obj = petab_objective(pb)
     assert isinstance(obj, PetabObjective) and obj.is_least_squares
+    assert isinstance(obj, AbstractBoundedObjective) and obj.forward_mode
     assert petab_objective(obj) is obj
     assert len(obj.parameters) == len(pb.parameter_ids) == 9
     for x in (pb.x_nominal, np.asarray(pb.x_nominal) + 0.2):
-        r = jax.jit(obj._residuals)(x)
+        r = jax.jit(obj.residuals)(x)
         nll = 0.5 * float(r @ r) + float(obj.nll_constant())
         assert abs(nll - float(pb.nllh(x))) < 1e-6
     starts = np.asarray(obj.parameters.sample_starts(jax.random.key(0), 20))
     assert np.all(starts >= pb.lower_bounds) and np.all(starts <= pb.upper_bounds)
     vals = obj.parameters.values(pb.x_nominal)
     assert vals["k_phos"] == pytest.approx(15766.5070195731, rel=1e-10)  # log10 scale
-    with pytest.raises(TypeError, match="PetabProblem"):
+    with pytest.raises(InferenceError, match="PetabProblem.*got float"):
         petab_objective(3.0)
 
 

@@ -1,7 +1,9 @@
 """Parameter estimation: free parameters and their scales, experiments and noise
-models, the objective (negative log-likelihood), local fits from many starts, and
+models, objectives (anything implementing :class:`AbstractObjective`; :class:`Objective`
+is the negative log-likelihood of experiments), local fits from many starts, and
 profile likelihoods; Bayesian inference with numpyro (NUTS, SVI)."""
 
+from .._errors import InferenceError as InferenceError
 from ._bayes import BayesResult as BayesResult
 from ._bayes import SVIResult as SVIResult
 from ._bayes import fit_svi as fit_svi
@@ -23,7 +25,10 @@ from ._noise import Laplace as Laplace
 from ._noise import Log10Normal as Log10Normal
 from ._noise import LogNormal as LogNormal
 from ._noise import Normal as Normal
+from ._objective import AbstractBoundedObjective as AbstractBoundedObjective
+from ._objective import AbstractObjective as AbstractObjective
 from ._objective import Objective as Objective
+from ._parameters import AbstractParameters as AbstractParameters
 from ._parameters import Parameter as Parameter
 from ._parameters import Parameters as Parameters
 from ._profile import Profile as Profile

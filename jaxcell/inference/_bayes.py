@@ -34,7 +34,9 @@ from numpyro.infer.autoguide import AutoGuide, AutoNormal
 from numpyro.infer.initialization import init_to_median, init_to_value
 from numpyro.optim import optax_to_numpyro
 
+from .._errors import InferenceError
 from .._trajectory import Trajectory
+from ._objective import Objective
 
 _FAILED = "solve_failed"
 
@@ -88,6 +90,11 @@ def numpyro_model(
     Returns:
         A numpyro model ``model(data=None)``.
 
+    Raises:
+        InferenceError: a prior is not a numpyro distribution, or a prior is named like
+            the observed site; when the model runs, ``simulate_fn`` returned neither a
+            Trajectory nor a ``(prediction, success)`` pair.
+
     Examples:
         >>> import diffrax, jax.numpy as jnp, numpyro.distributions as dist
         >>> import jaxcell as jc
@@ -105,13 +112,13 @@ def numpyro_model(
     priors = dict(priors)
     for name, prior in priors.items():
         if not isinstance(prior, dist.Distribution):
-            raise TypeError(
-                f"priors[{name!r}] must be a numpyro distribution; got "
+            raise InferenceError(
+                f"numpyro_model: priors[{name!r}] must be a numpyro distribution; got "
                 f"{type(prior).__name__}."
             )
     if obs_name in priors or _FAILED in priors:
-        raise ValueError(
-            f"prior names must differ from the observed site {obs_name!r} and from "
+        raise InferenceError(
+            f"numpyro_model: prior names must differ from the observed site {obs_name!r} and from "
             f"{_FAILED!r}."
         )
 
@@ -123,9 +130,9 @@ def numpyro_model(
         elif isinstance(sim, tuple) and len(sim) == 2:
             sim, ok = sim[0], jnp.all(jnp.asarray(sim[1]))
         else:
-            raise TypeError(
-                "simulate_fn must return a jaxcell.Trajectory or a pair (prediction, "
-                f"success); got {type(sim).__name__}."
+            raise InferenceError(
+                "numpyro_model: simulate_fn must return a jaxcell.Trajectory or a pair "
+                f"(prediction, success); got {type(sim).__name__}."
             )
         numpyro.factor(_FAILED, jnp.where(ok, 0.0, -jnp.inf))
         sim = _sanitise(sim, ok)
@@ -134,7 +141,7 @@ def numpyro_model(
     return model
 
 
-def objective_model(objective: Any) -> Callable[..., None]:
+def objective_model(objective: Objective) -> Callable[..., None]:
     """The numpyro model of a fitting :class:`~jaxcell.inference.Objective`: every free
     parameter drawn from its ``prior`` (natural scale), and the objective's own
     log-likelihood (its experiments and noise models) as a ``numpyro.factor``. The same
@@ -142,13 +149,23 @@ def objective_model(objective: Any) -> Callable[..., None]:
     :func:`sample_nuts` or :func:`fit_svi` (call the model with no data: the data live
     in the objective). A failed simulation gives log density ``-inf``.
 
+    Only :class:`~jaxcell.inference.Objective` has what this needs (priors on its
+    :class:`~jaxcell.inference.Parameters`, a log-likelihood on the natural scale); a
+    PEtab problem's priors are read by :mod:`jaxcell.petab`.
+
     Raises:
-        ValueError: a free parameter has no prior.
+        InferenceError: ``objective`` is not an :class:`~jaxcell.inference.Objective`,
+            or a free parameter has no prior.
     """
+    if not isinstance(objective, Objective):
+        raise InferenceError(
+            f"objective_model: objective must be a jaxcell.inference.Objective (priors "
+            f"on its Parameters, log-likelihood of its experiments); got "
+            f"{type(objective).__module__}.{type(objective).__qualname__}.")
     missing = [p.name for p in objective.parameters.items if p.prior is None]
     if missing:
-        raise ValueError(f"objective_model: parameters {missing} have no prior; give "
-                         f"Parameter(..., prior=numpyro.distributions.X(...)).")
+        raise InferenceError(f"objective_model: parameters {missing} have no prior; give "
+                             f"Parameter(..., prior=numpyro.distributions.X(...)).")
 
     def model(data: Any = None) -> None:
         values = {p.name: numpyro.sample(p.name, p.prior)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
+from .._errors import InferenceError
 from .._trajectory import Trajectory
 from ._noise import AbstractNoise, Normal
 
@@ -50,23 +51,23 @@ class Experiment(eqx.Module):
         times = np.atleast_1d(np.asarray(times, dtype=float))
         data = np.asarray(data, dtype=float)
         if times.ndim != 1:
-            raise ValueError(f"Experiment {name!r}: times must be 1-D; got shape "
-                             f"{times.shape}.")
+            raise InferenceError(f"Experiment {name!r}: times must be 1-D; got shape "
+                                 f"{times.shape}.")
         if data.ndim == 0 or data.shape[0] != times.shape[0]:
-            raise ValueError(f"Experiment {name!r}: data must have one row per time "
-                             f"({times.shape[0]}); got shape {data.shape}.")
+            raise InferenceError(f"Experiment {name!r}: data must have one row per time "
+                                 f"({times.shape[0]}); got shape {data.shape}.")
         if np.any(np.diff(times) <= 0) or times[0] < t0:
-            raise ValueError(f"Experiment {name!r}: times must increase from t0={t0}; "
-                             f"got {times}.")
+            raise InferenceError(f"Experiment {name!r}: times must increase from t0={t0}; "
+                                 f"got {times}.")
         if times[-1] == t0:
-            raise ValueError(f"Experiment {name!r}: the last time must be after t0.")
+            raise InferenceError(f"Experiment {name!r}: the last time must be after t0.")
         if not (isinstance(observable, str) or callable(observable)):
-            raise TypeError(f"Experiment {name!r}: observable must be a name or a "
-                            f"function of the Trajectory; got {observable!r}.")
+            raise InferenceError(f"Experiment {name!r}: observable must be a name or a "
+                                 f"function of the Trajectory; got {observable!r}.")
         noise = Normal(1.0) if noise is None else noise
         if not isinstance(noise, AbstractNoise):
-            raise TypeError(f"Experiment {name!r}: noise must be a noise model "
-                            f"(Normal, LogNormal, ...); got {noise!r}.")
+            raise InferenceError(f"Experiment {name!r}: noise must be a noise model "
+                                 f"(Normal, LogNormal, ...); got {noise!r}.")
         mask = np.isfinite(data)
         self.times = jnp.asarray(times)
         self.data = jnp.asarray(np.where(mask, data, 1.0))  # placeholder keeps logs finite
@@ -84,8 +85,8 @@ class Experiment(eqx.Module):
             self.observable(traj))
         out = jnp.asarray(out)
         if out.shape != self.data.shape:
-            raise ValueError(f"Experiment {self.name!r}: the observable has shape "
-                             f"{out.shape}; the data have shape {self.data.shape}.")
+            raise InferenceError(f"Experiment {self.name!r}: the observable has shape "
+                                 f"{out.shape}; the data have shape {self.data.shape}.")
         return out
 
     def sigma(self, values: Mapping[str, Any]) -> Array:

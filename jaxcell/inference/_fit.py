@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,18 +15,39 @@ import optax
 import optimistix as optx
 from jaxtyping import Array, ArrayLike
 
+from .._errors import InferenceError
 from ._forward import forward_only as _forward_only
 from ._levenberg_marquardt import LevenbergMarquardt
-from ._objective import Objective
+from ._objective import AbstractBoundedObjective, AbstractObjective
 
 logger = logging.getLogger("jaxcell.inference")
+#: weight of the bound penalty of an :class:`AbstractBoundedObjective` for unconstrained
+#: optimisers: ``(W · distance)² / 2`` outside the bounds.
+_BOUND_WEIGHT = 1e4
+
+
+def as_objective(objective: Any, caller: str) -> AbstractObjective:
+    """``objective`` itself if it is an :class:`AbstractObjective`; a
+    :class:`jaxcell.petab.PetabProblem` wrapped by :func:`jaxcell.petab.petab_objective`;
+    else an :class:`InferenceError` naming ``caller`` and what was given."""
+    if isinstance(objective, AbstractObjective):
+        return objective
+    from ..petab import PetabProblem, petab_objective  # petab builds on inference
+
+    if isinstance(objective, PetabProblem):
+        return petab_objective(objective)
+    raise InferenceError(
+        f"{caller}: objective must be a jaxcell.inference.AbstractObjective (such as "
+        f"Objective or jaxcell.petab.PetabObjective) or a jaxcell.petab.PetabProblem; "
+        f"got {type(objective).__module__}.{type(objective).__qualname__}.")
 
 
 class _Problem(eqx.Module):
     """An objective with some search coordinates held fixed (for profiles)."""
 
-    objective: Objective
+    objective: AbstractObjective
     fixed_values: Array
+    bounds: tuple[Array, Array] | None  # hard bounds of a bounded objective (all coords)
     free: tuple[int, ...] = eqx.field(static=True)
     fixed: tuple[int, ...] = eqx.field(static=True)
 
@@ -39,33 +59,46 @@ class _Problem(eqx.Module):
         return x
 
     def nll(self, xr: Array) -> Array:
-        return self.objective._nll(self.full(xr))
+        """The objective's nll; for a bounded objective plus the penalty outside the
+        bounds (zero within them)."""
+        x = self.full(xr)
+        value = self.objective.nll(x)
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            violation = _BOUND_WEIGHT * (jnp.maximum(x - hi, 0.0) + jnp.maximum(lo - x, 0.0))
+            value = value + 0.5 * jnp.sum(violation**2)
+        return value
+
+    def residuals(self, xr: Array) -> Array:
+        return self.objective.residuals(self.full(xr))
 
     def search_bounds(self):
-        """The objective's own bounds on the free coordinates (PEtab problems), or
-        ``None``."""
-        bounds = getattr(self.objective, "search_bounds", None)
-        if bounds is None:
+        """The hard bounds of a bounded objective on the free coordinates, or ``None``."""
+        if self.bounds is None:
             return None
         free = np.asarray(self.free, dtype=int)
-        return tuple(jnp.asarray(np.asarray(b, float)[free]) for b in bounds)
+        return tuple(b[free] for b in self.bounds)
 
     @property
     def forward_mode(self) -> bool:
         """Whether the simulations are differentiated forwards only."""
-        adjoint = self.objective.simulate_kwargs.get("adjoint")
-        return isinstance(adjoint, diffrax.ForwardMode)
+        return bool(self.objective.forward_mode)
 
 
-def _problem(objective: Objective, fixed: dict[int, float] | None = None) -> _Problem:
+def _problem(objective: AbstractObjective, fixed: dict[int, float] | None = None) -> _Problem:
     fixed = fixed or {}
     n = len(objective.parameters)
+    bounds = None
+    if isinstance(objective, AbstractBoundedObjective):  # read outside any trace
+        lo, hi = objective.parameters.bounds
+        bounds = (jnp.asarray(np.asarray(lo, float)), jnp.asarray(np.asarray(hi, float)))
     return _Problem(objective, jnp.asarray([fixed[i] for i in sorted(fixed)], float),
-                    tuple(i for i in range(n) if i not in fixed), tuple(sorted(fixed)))
+                    bounds, tuple(i for i in range(n) if i not in fixed),
+                    tuple(sorted(fixed)))
 
 
 def _ls_fn(xr, problem):
-    return problem.objective._residuals(problem.full(xr)), None
+    return problem.residuals(xr), None
 
 
 def _min_fn(xr, problem):
@@ -73,7 +106,7 @@ def _min_fn(xr, problem):
 
 
 def _ls_fn_fwd(xr, problem):
-    return _forward_only(lambda z: problem.objective._residuals(problem.full(z)))(xr), None
+    return _forward_only(problem.residuals)(xr), None
 
 
 def _min_fn_fwd(xr, problem):
@@ -89,7 +122,7 @@ def _optx_step_impl(solver, fn, problem, x, state, options):
     x, state, _ = solver.step(fn, x, problem, options, state, frozenset())
     done, result = solver.terminate(fn, x, problem, options, state, frozenset())
     info = state.f_info
-    if hasattr(info, "residual"):
+    if isinstance(solver, optx.AbstractLeastSquaresSolver):
         loss = 0.5 * jnp.sum(info.residual**2)
     else:
         loss = info.f
@@ -107,7 +140,7 @@ def _residuals_and_jacobian(problem):
     """``x ↦ (residuals, Jacobian)``: forward mode when the simulations are
     differentiated forwards (``len(x)`` JVPs), else reverse mode."""
     def f(z):
-        r = problem.objective._residuals(problem.full(z))
+        r = problem.residuals(z)
         return r, r
 
     jac = jax.jacfwd if problem.forward_mode else jax.jacrev
@@ -221,9 +254,16 @@ class FitResult:
         return sum(s.converged for s in self.starts)
 
 
-def default_method(objective: Objective) -> Any:
-    """:class:`LevenbergMarquardt` for least-squares objectives, else
-    :class:`optimistix.BFGS` (both with ``rtol = atol = 1e-8``)."""
+def default_method(objective: AbstractObjective) -> Any:
+    """:class:`LevenbergMarquardt` for least-squares objectives
+    (:attr:`AbstractObjective.is_least_squares`), else :class:`optimistix.BFGS` (both
+    with ``rtol = atol = 1e-8``).
+
+    Raises:
+        InferenceError: ``objective`` is not an :class:`AbstractObjective` (or a
+            :class:`jaxcell.petab.PetabProblem`).
+    """
+    objective = as_objective(objective, "default_method")
     if objective.is_least_squares:
         return LevenbergMarquardt(rtol=1e-8, atol=1e-8)
     return optx.BFGS(rtol=1e-8, atol=1e-8)
@@ -235,15 +275,16 @@ def _check_method(problem, method):
     least_squares = isinstance(method, (optx.AbstractLeastSquaresSolver,
                                         LevenbergMarquardt))
     if least_squares and not problem.objective.is_least_squares:
-        raise ValueError(
+        raise InferenceError(
             f"fit: {type(method).__name__} needs a sum-of-squares objective (Normal, "
-            f"LogNormal or Log10Normal noise with a fixed sigma); use a minimiser such "
-            f"as optimistix.BFGS.")
+            f"LogNormal or Log10Normal noise with a fixed sigma); "
+            f"{type(problem.objective).__name__} is not one (is_least_squares is "
+            f"False). Use a minimiser such as optimistix.BFGS.")
     if not isinstance(method, (optx.AbstractLeastSquaresSolver, optx.AbstractMinimiser,
                                LevenbergMarquardt)):
-        raise TypeError(f"fit: method must be jaxcell.inference.LevenbergMarquardt, an "
-                        f"optimistix least-squares solver or minimiser, or an optax "
-                        f"GradientTransformation; got {method!r}.")
+        raise InferenceError(f"fit: method must be jaxcell.inference.LevenbergMarquardt, "
+                             f"an optimistix least-squares solver or minimiser, or an "
+                             f"optax GradientTransformation; got {method!r}.")
 
 
 def _steppers(problem, method, options, batch):
@@ -384,13 +425,12 @@ def _nll_jit(problem, x):
 
 
 def _projected(problem, xr, value):
-    """The full end point, clipped into the objective's own bounds where it has any
-    (``objective.project``, PEtab problems), and the objective value there."""
+    """The full end point, clipped into the hard bounds of a bounded objective
+    (PEtab problems), and the objective value there."""
     x = problem.full(xr)
-    project = getattr(problem.objective, "project", None)
-    if project is None:
+    if problem.bounds is None:
         return np.asarray(x), value
-    xp = project(x)
+    xp = jnp.clip(x, *problem.bounds)
     if bool(jnp.all(xp == x)):
         return np.asarray(x), value
     return np.asarray(xp), float(_nll_full_jit(problem.objective, xp))
@@ -398,14 +438,20 @@ def _projected(problem, xr, value):
 
 @eqx.filter_jit
 def _nll_full_jit(objective, x):
-    return objective._nll(x)
+    return objective.nll(x)
 
 
-def draw_starts(objective: Any, n: int, key: Any) -> Array:
+def draw_starts(objective: AbstractObjective, n: int, key: Any) -> Array:
     """The ``n`` start points :func:`fit` uses: ``parameters.x0`` and then points drawn
     uniformly within the search bounds from ``key`` (default ``key(0)``); all drawn for
-    objectives that say ``random_starts_only`` (PEtab problems)."""
-    if getattr(objective, "random_starts_only", False):
+    objectives that say ``random_starts_only`` (PEtab problems).
+
+    Raises:
+        InferenceError: ``objective`` is not an :class:`AbstractObjective` (or a
+            :class:`jaxcell.petab.PetabProblem`).
+    """
+    objective = as_objective(objective, "draw_starts")
+    if objective.random_starts_only:
         key = jax.random.key(0) if key is None else key
         return objective.parameters.sample_starts(key, n)
     points = objective.parameters.x0[None, :]
@@ -415,7 +461,7 @@ def draw_starts(objective: Any, n: int, key: Any) -> Array:
     return points
 
 
-def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1,
+def fit(objective: AbstractObjective, *, method: Any = None, starts: int | ArrayLike = 1,
         key: Any = None, max_steps: int = 500,
         callback: Callable[[int, int, float], None] | None = None,
         ftol: float | None = None, batch: bool = False,
@@ -455,10 +501,12 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
     fitted from vmax = 0.3, km = 2; log scales; ``tests/test_inference.py``.)
 
     Arguments:
-        objective: an :class:`Objective`, or a :class:`jaxcell.petab.PetabProblem` (from
-            :func:`jaxcell.petab.load_petab`; see :func:`petab_objective`: every start
+        objective: an :class:`AbstractObjective`: an :class:`Objective`, your own
+            subclass, or a :class:`jaxcell.petab.PetabObjective`; or a
+            :class:`jaxcell.petab.PetabProblem` (from :func:`jaxcell.petab.load_petab`),
+            which is wrapped with :func:`jaxcell.petab.petab_objective`: every start
             uniform within the PEtab bounds on the parameter scale, results within
-            them, ``values`` on the linear scale).
+            them, ``values`` on the linear scale.
         method: :class:`LevenbergMarquardt`, an optimistix least-squares solver
             (Gauss–Newton family) or minimiser
             (``optimistix.BFGS(...)``), or an optax ``GradientTransformation``
@@ -481,6 +529,12 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
     Returns:
         A :class:`FitResult`.
 
+    Raises:
+        InferenceError: ``objective`` is neither an :class:`AbstractObjective` nor a
+            PEtab problem; ``starts`` is not a positive count or an array of shape
+            ``(n, len(parameters))``; ``method`` is not a supported optimiser, or a
+            least-squares solver for an objective that is not a sum of squares.
+
     Examples:
         >>> import jaxcell as jc
         >>> from jaxcell.inference import Experiment, Objective, Parameters, fit, Normal
@@ -492,29 +546,25 @@ def fit(objective: Objective, *, method: Any = None, starts: int | ArrayLike = 1
         >>> round(result.values["k"], 3)
         0.5
     """
-    from ..petab import PetabProblem, petab_objective  # petab builds on inference
-
-    if isinstance(objective, PetabProblem):
-        objective = petab_objective(objective)
+    objective = as_objective(objective, "fit")
     method = default_method(objective) if method is None else method
     problem = _problem(objective, _fixed)
     free = np.asarray(problem.free, dtype=int)
     if np.ndim(starts) == 0:
         n = int(starts)
         if n < 1:
-            raise ValueError(f"fit: starts must be at least 1; got {starts}.")
+            raise InferenceError(f"fit: starts must be at least 1; got {starts}.")
         points = draw_starts(objective, n, key)
     else:
         points = jnp.asarray(starts, float)
         if points.ndim != 2 or points.shape[1] != len(objective.parameters):
-            raise ValueError(f"fit: starts must have shape (n, {len(objective.parameters)});"
-                             f" got {points.shape}.")
-    adjoint = objective.simulate_kwargs.get("adjoint")
+            raise InferenceError(f"fit: starts must have shape (n, "
+                                 f"{len(objective.parameters)}); got {points.shape}.")
     _check_method(problem, method)
-    options = ({"jac": "fwd" if isinstance(adjoint, diffrax.ForwardMode) else "bwd"}
+    options = ({"jac": "fwd" if problem.forward_mode else "bwd"}
                if isinstance(method, optx.AbstractLeastSquaresSolver) else {})
     if ftol is None:
-        ftol = float(getattr(objective, "default_ftol", 0.0))
+        ftol = float(objective.default_ftol)
     X = points[:, free]
     groups = [np.arange(len(points))] if batch else [[i] for i in range(len(points))]
     results = []

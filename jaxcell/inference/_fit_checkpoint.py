@@ -37,9 +37,9 @@ from .._checkpoint_store import (
     set_aside,
     to_bytes,
 )
-from .._errors import CheckpointError
-from ._fit import FitResult, StartResult, default_method, draw_starts, fit
-from ._objective import Objective
+from .._errors import CheckpointError, InferenceError
+from ._fit import FitResult, StartResult, as_objective, default_method, draw_starts, fit
+from ._objective import AbstractObjective
 
 logger = logging.getLogger("jaxcell.inference")
 _KIND = "jaxcell.inference.fit_checkpointed/1"
@@ -63,7 +63,7 @@ _SHOWN = ("kind", "names", "method", "max_steps", "n_starts")
 
 
 def fit_checkpointed(
-    objective: Objective,
+    objective: AbstractObjective,
     *,
     directory: str | os.PathLike,
     starts: int | ArrayLike = 1,
@@ -97,7 +97,10 @@ def fit_checkpointed(
     the previous one is used. A complete run is returned without recomputing anything.
 
     Arguments:
-        objective: an :class:`Objective`.
+        objective: an :class:`AbstractObjective` (such as :class:`Objective`), or a
+            :class:`jaxcell.petab.PetabProblem` as in :func:`fit`. Only the
+            objective's array leaves are fingerprinted: a PEtab problem's data are not
+            (resume only with the same problem).
         directory: where the checkpoints live (created if missing).
         starts: number of starts, or an array ``(n, len(parameters))`` of search-scale
             starting points, as in :func:`fit`.
@@ -118,7 +121,8 @@ def fit_checkpointed(
         A :class:`FitResult` with every start, in start order.
 
     Raises:
-        ValueError: bad ``starts``, ``max_steps`` or ``keep``.
+        InferenceError: ``objective`` is not an objective; bad ``starts``, ``key``,
+            ``max_steps`` or ``keep``.
         CheckpointError: ``directory`` is a file; it holds checkpoints of a different
             run (the error names the fields that differ) or holds checkpoints while
             ``resume=False``; none of its checkpoints is readable; or a checkpoint
@@ -138,15 +142,14 @@ def fit_checkpointed(
         >>> round(result.values["k"], 3), len(result.starts)
         (0.5, 3)
     """
-    if not isinstance(objective, Objective):
-        raise TypeError(f"fit_checkpointed: objective must be an Objective; got "
-                        f"{type(objective).__name__}.")
+    objective = as_objective(objective, "fit_checkpointed")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) \
             or max_steps < 1:
-        raise ValueError(f"fit_checkpointed: max_steps must be a positive integer; got "
-                         f"{max_steps!r}.")
+        raise InferenceError(f"fit_checkpointed: max_steps must be a positive integer; "
+                             f"got {max_steps!r}.")
     if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
-        raise ValueError(f"fit_checkpointed: keep must be a positive integer; got {keep!r}.")
+        raise InferenceError(f"fit_checkpointed: keep must be a positive integer; got "
+                             f"{keep!r}.")
     method = default_method(objective) if method is None else method
     points, key = _start_points(objective, starts, key)
     root = checked_directory(directory)
@@ -187,21 +190,22 @@ def fit_checkpointed(
 # -- the run -------------------------------------------------------------------------------
 
 
-def _start_points(objective: Objective, starts, key) -> tuple[np.ndarray, Any]:
+def _start_points(objective: AbstractObjective, starts, key) -> tuple[np.ndarray, Any]:
     """The start points as :func:`fit` draws them, and the key used (or ``None``)."""
     n_params = len(objective.parameters)
     if isinstance(starts, bool):
-        raise ValueError(f"fit_checkpointed: starts must be a count or an array; got "
-                         f"{starts!r}.")
+        raise InferenceError(f"fit_checkpointed: starts must be a count or an array; "
+                             f"got {starts!r}.")
     if np.ndim(starts) == 0:
         try:
             n = int(starts)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"fit_checkpointed: starts must be a count or an array; got "
-                             f"{starts!r}.") from e
+            raise InferenceError(f"fit_checkpointed: starts must be a count or an "
+                                 f"array; got {starts!r}.") from e
         if n != starts or n < 1:
-            raise ValueError(f"fit_checkpointed: starts must be at least 1; got {starts}.")
-        if n > 1 or getattr(objective, "random_starts_only", False):
+            raise InferenceError(f"fit_checkpointed: starts must be at least 1; got "
+                                 f"{starts}.")
+        if n > 1 or objective.random_starts_only:
             key = jax.random.key(0) if key is None else _as_key(key)
         else:
             key = None
@@ -209,26 +213,26 @@ def _start_points(objective: Objective, starts, key) -> tuple[np.ndarray, Any]:
     else:
         points = jnp.asarray(starts, float)
         if points.ndim != 2 or points.shape[1] != n_params or points.shape[0] < 1:
-            raise ValueError(f"fit_checkpointed: starts must have shape (n, {n_params}) "
-                             f"with n >= 1; got {points.shape}.")
+            raise InferenceError(f"fit_checkpointed: starts must have shape (n, "
+                                 f"{n_params}) with n >= 1; got {points.shape}.")
         key = None  # explicit points: no key is used
     points = np.asarray(points)
     if not np.all(np.isfinite(points)):
-        raise ValueError("fit_checkpointed: the start points must be finite.")
+        raise InferenceError("fit_checkpointed: the start points must be finite.")
     return points, key
 
 
 def _as_key(key):
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
-            raise ValueError(f"fit_checkpointed: key must be a single key; got shape "
-                             f"{key.shape}.")
+            raise InferenceError(f"fit_checkpointed: key must be a single key; got "
+                                 f"shape {key.shape}.")
         return key
     arr = jnp.asarray(key)
     if arr.dtype != jnp.uint32 or arr.shape != (2,):
-        raise ValueError(f"fit_checkpointed: key must be a jax.random.key (or a legacy "
-                         f"uint32[2] PRNGKey); got dtype {arr.dtype} and shape "
-                         f"{arr.shape}.")
+        raise InferenceError(f"fit_checkpointed: key must be a jax.random.key (or a "
+                             f"legacy uint32[2] PRNGKey); got dtype {arr.dtype} and "
+                             f"shape {arr.shape}.")
     return arr  # used as is, as fit() would
 
 
@@ -240,7 +244,7 @@ def _key_data(key) -> np.ndarray | None:
     return np.asarray(key)
 
 
-def _identity(objective: Objective, method, max_steps: int, points: np.ndarray,
+def _identity(objective: AbstractObjective, method, max_steps: int, points: np.ndarray,
               key) -> dict:
     ps = objective.parameters
     lo, hi = ps.bounds
@@ -251,7 +255,7 @@ def _identity(objective: Objective, method, max_steps: int, points: np.ndarray,
         "names": list(ps.names),
         "x0": hash_parts(to_bytes(ps.x0)),
         "bounds": hash_parts(to_bytes(lo), to_bytes(hi)),
-        "scales": hash_parts(*(describe(p.scale) for p in ps.items)),
+        "scales": hash_parts(*(describe(s) for s in ps.scales)),
         "objective": hash_parts(*(k + to_bytes(v).hex() for k, v in leaves)),
         "method": f"{type(method).__module__}.{type(method).__qualname__}",
         "method_settings": hash_parts(describe(method)),

@@ -9,6 +9,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
+from .._errors import InferenceError
+
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LN10 = math.log(10.0)
 
@@ -31,7 +33,7 @@ class AbstractNoise(eqx.Module):
         else:
             value = jnp.asarray(sigma, dtype=float)
             if value.ndim == 0 and not float(value) > 0:
-                raise ValueError(
+                raise InferenceError(
                     f"{type(self).__name__}: sigma must be positive; got {sigma}.")
             self.sigma, self.sigma_name = value, None
 

@@ -1,24 +1,140 @@
-"""Objective: the negative log-likelihood of experiments as a function of parameters."""
+"""Objectives: what :func:`fit` and friends minimise (:class:`AbstractObjective`), and
+:class:`Objective`, the negative log-likelihood of experiments as a function of
+parameters."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: equinox reads eqx.AbstractVar annotations.
+import abc
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
+from .._errors import InferenceError
 from .._simulate import simulate
 from ._experiment import Experiment
+from ._forward import forward_only
 from ._noise import AbstractGaussianNoise
-from ._parameters import Parameters, _names_in
+from ._parameters import AbstractParameters, Parameters, _names_in
 
 _FAILED_RESIDUAL = 1e8
 
 
-class Objective(eqx.Module):
+class AbstractObjective(eqx.Module):
+    r"""What :func:`~jaxcell.inference.fit`, :func:`~jaxcell.inference.profile`,
+    :func:`~jaxcell.inference.fit_checkpointed` and
+    :func:`~jaxcell.inference.draw_starts` minimise: a negative log-likelihood
+    :math:`\mathrm{nll}(x)` of a search vector ``x`` over :attr:`parameters`.
+
+    :class:`Objective` (experiments simulated with :func:`jaxcell.simulate`) and
+    :class:`jaxcell.petab.PetabObjective` are the implementations jaxcell ships; write
+    your own by subclassing this class (a final class: fill in every abstract member,
+    override nothing concrete).
+
+    :meth:`nll` and :meth:`residuals` must be JAX-traceable functions of ``x``:
+    :func:`fit` calls them inside ``jit``, ``vmap``, ``grad`` and ``jacfwd``/``jacrev``.
+    When :attr:`is_least_squares` is true,
+    :math:`\mathrm{nll}(x) = \lVert r(x) \rVert^2 / 2 + c` with residuals ``r`` =
+    :meth:`residuals` and constant ``c`` = :meth:`nll_constant`, and the default
+    method is :class:`LevenbergMarquardt`; otherwise :meth:`residuals` and
+    :meth:`nll_constant` are never called (raise :class:`jaxcell.InferenceError` in
+    them) and the default method is :class:`optimistix.BFGS`.
+
+    Attributes:
+        parameters: the search space (:class:`Parameters`, or any
+            :class:`AbstractParameters`): names, ``x0``, bounds, natural values.
+        is_least_squares: whether the nll is a sum of squares (see above).
+        forward_mode: whether ``nll`` can only be differentiated forwards (simulations
+            with ``adjoint=diffrax.ForwardMode()``): :func:`fit` then builds every
+            derivative with ``jax.jacfwd`` (``len(x)`` JVPs).
+        default_ftol: :func:`fit`'s ``ftol`` when none is given (``0.0``: only the
+            solver's own convergence test).
+        random_starts_only: whether :func:`fit` draws every start at random within
+            ``parameters.bounds`` (PEtab problems) rather than starting the first at
+            ``parameters.x0``.
+
+    Examples:
+        A quadratic with its minimum at ``c`` (a sum of squares, ``r = x - c``):
+
+        >>> from typing import ClassVar
+        >>> import jax.numpy as jnp
+        >>> from jaxcell.inference import (AbstractObjective, Linear, Parameter,
+        ...                                Parameters, fit)
+        >>> class Quadratic(AbstractObjective):
+        ...     parameters: Parameters
+        ...     centre: jnp.ndarray
+        ...     is_least_squares: ClassVar[bool] = True
+        ...     forward_mode: ClassVar[bool] = False
+        ...     default_ftol: ClassVar[float] = 0.0
+        ...     random_starts_only: ClassVar[bool] = False
+        ...
+        ...     def nll(self, x):
+        ...         return 0.5 * jnp.sum((jnp.asarray(x) - self.centre) ** 2)
+        ...
+        ...     def residuals(self, x):
+        ...         return jnp.asarray(x) - self.centre
+        ...
+        ...     def nll_constant(self):
+        ...         return jnp.zeros(())
+        >>> ps = Parameters([Parameter(n, scale=Linear(), init=0.0) for n in "ab"])
+        >>> result = fit(Quadratic(ps, jnp.array([1.0, -2.0])))
+        >>> [round(v, 6) for v in result.values.values()]
+        [1.0, -2.0]
+    """
+
+    parameters: eqx.AbstractVar[AbstractParameters]
+    is_least_squares: eqx.AbstractVar[bool]
+    forward_mode: eqx.AbstractVar[bool]
+    default_ftol: eqx.AbstractVar[float]
+    random_starts_only: eqx.AbstractVar[bool]
+
+    @abc.abstractmethod
+    def nll(self, x: ArrayLike) -> Array:
+        """The negative log-likelihood at the search vector ``x``: a scalar, ``+inf``
+        where the model cannot be evaluated (a failed simulation). Traceable."""
+
+    @abc.abstractmethod
+    def residuals(self, x: ArrayLike) -> Array:
+        """The residual vector ``r(x)`` of a least-squares objective
+        (``nll = ||r||²/2 + nll_constant()``); large where the model cannot be
+        evaluated. Traceable. Raises :class:`jaxcell.InferenceError` if the objective
+        is not a sum of squares."""
+
+    @abc.abstractmethod
+    def nll_constant(self) -> Array:
+        """``nll(x) - ||residuals(x)||²/2`` of a least-squares objective (independent
+        of ``x``)."""
+
+    def value_and_grad(self, x: ArrayLike) -> tuple[Array, Array]:
+        """``(nll(x), ∇nll(x))``: reverse mode, or built from forward mode when
+        :attr:`forward_mode` (compiled once per objective structure)."""
+        return _value_and_grad_jit(self, jnp.asarray(x, float))
+
+
+class AbstractBoundedObjective(AbstractObjective):
+    """An objective whose ``parameters.bounds`` are hard bounds of the problem (the
+    PEtab bounds of :class:`jaxcell.petab.PetabObjective`), not only the range of
+    random starts.
+
+    For such an objective :func:`fit` keeps every :class:`LevenbergMarquardt` iterate
+    within the bounds (by projection); the other optimisers (optimistix, optax) are
+    unconstrained, so they minimise ``nll`` plus a steep quadratic penalty outside the
+    bounds, ``(10⁴ · distance)² / 2`` (zero within), and :func:`fit` clips each end
+    point into the bounds and reports ``nll`` there: every reported point is feasible.
+    A capability marker: it adds no members.
+    """
+
+
+@eqx.filter_jit
+def _value_and_grad_jit(objective: AbstractObjective, x: Array) -> tuple[Array, Array]:
+    nll = forward_only(objective.nll) if objective.forward_mode else objective.nll
+    return jax.value_and_grad(nll)(x)
+
+
+class Objective(AbstractObjective):
     r"""Negative log-likelihood of one or more experiments, as a function of the search
     vector ``x`` of :class:`Parameters`.
 
@@ -47,6 +163,11 @@ class Objective(eqx.Module):
     simulate_kwargs: dict[str, Any]
     model_names: tuple[str, ...] = eqx.field(static=True)
 
+    #: :func:`fit` stops only on the solver's own convergence test by default.
+    default_ftol: ClassVar[float] = 0.0
+    #: the first start of :func:`fit` is ``parameters.x0``.
+    random_starts_only: ClassVar[bool] = False
+
     def __init__(self, model: Any, parameters: Parameters | Sequence[Any],
                  experiments: Experiment | Sequence[Experiment], **simulate_kwargs: Any):
         if not isinstance(parameters, Parameters):
@@ -55,19 +176,20 @@ class Objective(eqx.Module):
             experiments = [experiments]
         experiments = tuple(experiments)
         if not experiments or not all(isinstance(e, Experiment) for e in experiments):
-            raise TypeError("Objective: experiments must be one or more Experiment.")
+            raise InferenceError("Objective: experiments must be one or more Experiment; "
+                                 f"got {type(experiments).__name__}.")
         known = _names_in(model)
         noise_names = {e.noise.sigma_name for e in experiments} - {None}
         for n in parameters.names:
             if n not in known and n not in noise_names:
-                raise ValueError(
+                raise InferenceError(
                     f"Objective: {n!r} is neither a parameter of the model "
                     f"({sorted(model.parameters())}) nor a noise parameter "
                     f"({sorted(noise_names)}).")
         missing = noise_names - set(parameters.names)
         if missing:
-            raise ValueError(f"Objective: noise parameters {sorted(missing)} are not "
-                             f"among the free parameters; add them to Parameters.")
+            raise InferenceError(f"Objective: noise parameters {sorted(missing)} are not "
+                                 f"among the free parameters; add them to Parameters.")
         self.model = model
         self.parameters = parameters
         self.experiments = experiments
@@ -75,6 +197,12 @@ class Objective(eqx.Module):
         self.model_names = tuple(n for n in parameters.names if n in known)
 
     # -- building blocks (traceable) ---------------------------------------------------
+    @property
+    def forward_mode(self) -> bool:
+        """Whether the simulations are differentiated forwards only
+        (``adjoint=diffrax.ForwardMode()`` among the ``simulate_kwargs``)."""
+        return isinstance(self.simulate_kwargs.get("adjoint"), diffrax.ForwardMode)
+
     @property
     def is_least_squares(self) -> bool:
         """Whether ``nll = ||residuals||² / 2 + constant``: every noise model is
@@ -131,29 +259,26 @@ class Objective(eqx.Module):
 
     # -- compiled entry points ---------------------------------------------------------
     def nll(self, x: ArrayLike) -> Array:
-        """Negative log-likelihood at the search vector ``x`` (compiled once)."""
+        """Negative log-likelihood at the search vector ``x`` (compiled once;
+        traceable)."""
         return _nll_jit(self, jnp.asarray(x, float))
 
-    def value_and_grad(self, x: ArrayLike) -> tuple[Array, Array]:
-        """``(nll(x), ∇nll(x))`` (reverse mode through the solves; compiled once)."""
-        return _value_and_grad_jit(self, jnp.asarray(x, float))
-
     def residuals(self, x: ArrayLike) -> Array:
-        """Weighted residuals of a least-squares objective (compiled once)."""
+        """Weighted residuals of a least-squares objective (compiled once; traceable).
+
+        Raises:
+            InferenceError: a noise model is not Gaussian or estimates its sigma.
+        """
         if not self.is_least_squares:
-            raise ValueError("Objective.residuals: the objective is not a sum of squares "
-                             "(a noise model is not Gaussian or estimates its sigma).")
+            raise InferenceError("Objective.residuals: the objective is not a sum of "
+                                 "squares (a noise model is not Gaussian or estimates its "
+                                 "sigma).")
         return _residuals_jit(self, jnp.asarray(x, float))
 
 
 @eqx.filter_jit
 def _nll_jit(objective: Objective, x: Array) -> Array:
     return objective._nll(x)
-
-
-@eqx.filter_jit
-def _value_and_grad_jit(objective: Objective, x: Array) -> tuple[Array, Array]:
-    return jax.value_and_grad(objective._nll)(x)
 
 
 @eqx.filter_jit

@@ -1,7 +1,7 @@
 """Free parameters of a fit: names, scales, bounds, starts and priors."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: equinox reads eqx.AbstractVar annotations.
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +12,47 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
+from .._errors import InferenceError
 from ._transforms import AbstractTransform, Log
+
+
+class AbstractParameters(eqx.Module):
+    """The search space of an objective: an ordered set of named scalar parameters,
+    each searched on its own scale.
+
+    The search vector ``x`` has one entry per parameter, in :attr:`names` order.
+    :func:`~jaxcell.inference.fit` starts from :attr:`x0` or from points drawn within
+    :attr:`bounds` (:meth:`sample_starts`), and reports :meth:`values`.
+    :class:`Parameters` is the implementation for jaxcell models; PEtab problems have
+    their own (the estimated parameters on their ``parameterScale``).
+
+    Attributes:
+        names: the parameter names, in the order of the search vector.
+        scales: each parameter's search scale (a transform such as :class:`Log`, or a
+            PEtab ``parameterScale`` name); part of a fit's fingerprint in
+            :func:`~jaxcell.inference.fit_checkpointed`.
+        x0: the default starting point on the search scale.
+        bounds: ``(lower, upper)`` on the search scale, finite: where random starts are
+            drawn (and, for an :class:`AbstractBoundedObjective`, hard bounds).
+    """
+
+    names: eqx.AbstractVar[tuple[str, ...]]
+    scales: eqx.AbstractVar[tuple[Any, ...]]
+    x0: eqx.AbstractVar[Array]
+    bounds: eqx.AbstractVar[tuple[np.ndarray, np.ndarray]]
+
+    @abc.abstractmethod
+    def values(self, x: ArrayLike) -> dict[str, Array]:
+        """``{name: natural value}`` for a search vector ``x`` (traceable)."""
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def sample_starts(self, key: Any, n: int) -> Array:
+        """``n`` search vectors, uniform within :attr:`bounds` on the search scale."""
+        lo, hi = self.bounds
+        u = jax.random.uniform(key, (int(n), len(self.names)), dtype=float)
+        return jnp.asarray(lo)[None, :] + u * jnp.asarray(hi - lo)[None, :]
 
 
 class Parameter(eqx.Module):
@@ -45,17 +85,19 @@ class Parameter(eqx.Module):
                  init: float | None = None, bounds: tuple[float, float] | None = None,
                  prior: Any = None):
         if not isinstance(name, str) or not name:
-            raise ValueError(f"Parameter: name must be a non-empty string; got {name!r}.")
+            raise InferenceError(f"Parameter: name must be a non-empty string; got "
+                                 f"{name!r}.")
         self.name = name
         self.scale = Log() if scale is None else scale
         if not isinstance(self.scale, AbstractTransform):
-            raise TypeError(f"Parameter {name!r}: scale must be a transform (Log(), "
-                            f"Log10(), Linear(), Bounded(lo, hi)); got {scale!r}.")
+            raise InferenceError(f"Parameter {name!r}: scale must be a transform (Log(), "
+                                 f"Log10(), Linear(), Bounded(lo, hi)); got {scale!r}.")
         self.init = None if init is None else float(init)
         if bounds is not None:
             lo, hi = (float(b) for b in bounds)
             if not lo < hi:
-                raise ValueError(f"Parameter {name!r}: bounds need lo < hi; got {bounds}.")
+                raise InferenceError(f"Parameter {name!r}: bounds need lo < hi; got "
+                                     f"{bounds}.")
             bounds = (lo, hi)
         self.bounds = bounds
         self.prior = prior
@@ -72,7 +114,7 @@ def _default_bounds(p: Parameter, init: float) -> tuple[float, float]:
     return init / 100.0, init * 100.0
 
 
-class Parameters(eqx.Module):
+class Parameters(AbstractParameters):
     """The free parameters of a fit, in order: the search vector ``x`` has one entry
     per parameter, on its search scale.
 
@@ -94,7 +136,7 @@ class Parameters(eqx.Module):
         names = [p.name for p in items]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"Parameters: names given twice: {sorted(dup)}.")
+            raise InferenceError(f"Parameters: names given twice: {sorted(dup)}.")
         inits = []
         for p in items:
             init = p.init
@@ -104,7 +146,7 @@ class Parameters(eqx.Module):
                 lo, hi = p.bounds
                 init = math.sqrt(lo * hi) if lo > 0 and not _is_linear(p) else 0.5 * (lo + hi)
             if init is None:
-                raise ValueError(
+                raise InferenceError(
                     f"Parameter {p.name!r}: give init= or bounds= (it is not a parameter "
                     f"of the model, so it has no current value).")
             inits.append(float(init))
@@ -115,8 +157,10 @@ class Parameters(eqx.Module):
         """The parameter names, in the order of the search vector."""
         return tuple(p.name for p in self.items)
 
-    def __len__(self) -> int:
-        return len(self.items)
+    @property
+    def scales(self) -> tuple[AbstractTransform, ...]:
+        """Each parameter's search scale (its transform), in order."""
+        return tuple(p.scale for p in self.items)
 
     @property
     def x0(self) -> Array:
@@ -154,12 +198,6 @@ class Parameters(eqx.Module):
         known = _names_in(model)
         vals = {k: v for k, v in self.values(x).items() if k in known}
         return model.replace_parameters(vals) if vals else model
-
-    def sample_starts(self, key: Any, n: int) -> Array:
-        """``n`` search vectors, uniform within :attr:`bounds` on the search scale."""
-        lo, hi = self.bounds
-        u = jax.random.uniform(key, (int(n), len(self.items)), dtype=float)
-        return jnp.asarray(lo)[None, :] + u * jnp.asarray(hi - lo)[None, :]
 
     def log_prior(self, x: ArrayLike, *, jacobian: bool = False) -> Array:
         """Sum of the priors' log-densities at the natural values of ``x`` (parameters
@@ -204,6 +242,6 @@ def _model_value(model: Any, name: str) -> float | None:
         value = next(v for k, v in params.items() if k.partition(".")[2] == name)
     value = np.asarray(value)
     if value.shape != ():
-        raise ValueError(f"Parameter {name!r}: only scalar parameters can be fitted; "
-                         f"it has shape {value.shape}.")
+        raise InferenceError(f"Parameter {name!r}: only scalar parameters can be fitted; "
+                             f"it has shape {value.shape}.")
     return float(value)

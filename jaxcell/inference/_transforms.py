@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
+from .._errors import InferenceError
+
 _LN10 = float(jnp.log(10.0))
 
 
@@ -83,7 +85,7 @@ class Bounded(AbstractTransform):
 
     def __init__(self, lo: float, hi: float):
         if not float(lo) < float(hi):
-            raise ValueError(f"Bounded: need lo < hi; got lo={lo}, hi={hi}.")
+            raise InferenceError(f"Bounded: need lo < hi; got lo={lo}, hi={hi}.")
         self.lo, self.hi = float(lo), float(hi)
 
     def forward(self, x):
