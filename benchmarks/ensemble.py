@@ -91,7 +91,7 @@ def make_sim(s: _models.Spec):
         def sim(p):
             model = s.model.replace_parameters(dict(zip(keys, p, strict=True)))
             ys, status, steps = jio.solve_sbml(model, ts, rtol=RTOL, atol=ATOL)
-            return ys[:, cols], status == 0, steps
+            return ys[:, cols], status == jc.RESULTS.successful, steps
 
         return sim
     net = s.model

@@ -307,9 +307,9 @@ def jaxcell_run(s: _models.Spec, rtol: float, atol: float):
     cols = np.array([s.model.output_ids.index(k) for k in s.species])
 
     def to_array(out):
-        values, status, _ = out
-        if int(status) != 0:
-            raise RuntimeError(f"solve_sbml status {int(status)}")
+        values, result, _ = out
+        if not bool(result == jc.RESULTS.successful):
+            raise RuntimeError(f"solve_sbml failed: {result}")
         return np.asarray(values)[:, cols]  # numpy: an eager jnp gather costs ~1 ms
 
     return (lambda: call(s.model)), to_array

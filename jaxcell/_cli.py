@@ -254,7 +254,8 @@ def _simulate(args: argparse.Namespace) -> int:
         skip = 1 if args.t0 > 0 else 0
         with stage("Compiling and simulating (the first call compiles)"):
             sol = simulate_sbml(model, np.concatenate([[0.0], ts]) if skip else ts,
-                                rtol=args.rtol, atol=args.atol, max_steps=args.max_steps)
+                                rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
+                                throw=False)
     except (JaxcellError, OSError) as e:
         return _fail(str(e))
     columns = {k: np.asarray(v)[skip:] for k, v in sol.to_columns().items()}

@@ -28,6 +28,5 @@ class RESULTS(diffrax.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
         "priorities)."
     )
     negative_amount = (
-        "A species amount became negative beyond the tolerance (see the message raised "
-        "by simulate for the species and time)."
+        "A species that only reactions change became negative beyond the tolerances."
     )

@@ -147,6 +147,8 @@ class SBMLSolution:
     result: RESULTS
     num_steps: int
     model: SBMLModel = dataclasses.field(repr=False)
+    detail: str = ""
+    """What the failure concerns (the species that went negative, and when)."""
 
     def _col(self, name: str) -> np.ndarray:
         """The column of ``name`` (``KeyError`` naming it if unknown)."""
@@ -204,7 +206,8 @@ class SBMLSolution:
         """Why the simulation failed (empty on success)."""
         if self.success:
             return []
-        return [RESULTS._index_to_message[int(self.result._value)]]  # noqa: SLF001
+        msg = RESULTS._index_to_message[int(self.result._value)]  # noqa: SLF001
+        return [f"{msg} {self.detail}".strip()]
 
     def to_columns(self) -> dict[str, np.ndarray]:
         """``{"time": ts, id: values, ...}`` for every symbol."""
@@ -221,8 +224,8 @@ def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
                   solver: diffrax.AbstractSolver | None = None,
                   stepsize_controller: diffrax.AbstractStepSizeController | None = None,
                   adjoint: diffrax.AbstractAdjoint | None = None, dt0=None,
-                  progress_meter: diffrax.AbstractProgressMeter | None = None
-                  ) -> SBMLSolution:
+                  progress_meter: diffrax.AbstractProgressMeter | None = None,
+                  allow_negative: bool = False) -> SBMLSolution:
     """Simulate an imported SBML model and report every symbol at the times ``ts``.
 
     :func:`jaxcell.simulate` plus SBML's output conventions: the same engine, the same
@@ -234,7 +237,13 @@ def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
     The model's initial values hold at ``t0`` (SBML's time 0 by default; ``t0=None``
     starts at ``ts[0]``); ``ts`` must not start before ``t0``. Events, delays, rules and
     all SBML semantics that :func:`load_sbml` accepts are handled; see
-    :class:`SBMLSolution`."""
+    :class:`SBMLSolution`.
+
+    SBML allows negative values, but a species that only reactions change, starts
+    non-negative and goes negative beyond the tolerances (``100·(atol + rtol·max|x|)``)
+    usually means a wrong parameter (a negative rate constant): it is reported by name
+    as ``RESULTS.negative_amount`` (raised with ``throw=True``) unless
+    ``allow_negative=True``."""
     if parameters:
         model = model.replace_parameters(parameters)
     t = _times(ts)
@@ -253,12 +262,44 @@ def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
     values = np.asarray(values)[1:] if extra else np.asarray(values)
     sol = SBMLSolution(ts=np.asarray(t), ids=model.output_ids, values=values,
                        result=result, num_steps=int(steps), model=model)
+    if sol.success and not allow_negative:
+        sol = _check_negative(sol, stepsize_controller, rtol, atol)
     if throw and not sol.success:
         from .._errors import SimulationError
 
         solver_used = default_solver(len(model.state_ids)) if solver is None else solver
         budget = max_segments if max_segments is not None else default_max_segments(
             len(full), len(model.structure.ir.events))
+        what = sol.detail if sol.result == RESULTS.negative_amount else advice(
+            result, solver_used, max_steps, budget)
         raise SimulationError(f"simulate_sbml failed for SBML model {model.name!r}: "
-                              f"{advice(result, solver_used, max_steps, budget)}")
+                              f"{what}")
     return sol
+
+
+def _check_negative(sol: SBMLSolution, controller, rtol, atol) -> SBMLSolution:
+    """``sol`` marked failed if a species changed only by reactions went negative."""
+    st = sol.model.structure
+    if isinstance(controller, diffrax.PIDController):
+        rtol, atol = float(controller.rtol), float(controller.atol)  # pyright: ignore
+    rtol = DEFAULT_RTOL if rtol is None else float(rtol)
+    atol = DEFAULT_ATOL if atol is None else float(atol)
+    assigned = {var for ev in st.ir.events for var, _ in ev.assignments}
+    worst = None
+    for sid in st.reacting_state:
+        if st.symbols[sid].kind != "species" or sid in assigned:
+            continue
+        a = np.asarray(sol.amount(sid), dtype=float)
+        if a.size == 0 or not np.all(np.isfinite(a)) or a[0] < 0:
+            continue
+        tol = 100.0 * (atol + rtol * float(np.max(np.abs(a))))
+        bad = np.nonzero(a < -tol)[0]
+        if bad.size and (worst is None or sol.ts[bad[0]] < worst[1]):
+            worst = (sid, float(sol.ts[bad[0]]), float(a[bad[0]]))
+    if worst is None:
+        return sol
+    sid, t, v = worst
+    detail = (f"species {sid!r} went negative (amount {v:.3g} at t = {t:g}), though only "
+              f"reactions change it: check the rate constants of its reactions for "
+              f"negative values (pass allow_negative=True if negative amounts are meant).")
+    return dataclasses.replace(sol, result=RESULTS.negative_amount, detail=detail)
