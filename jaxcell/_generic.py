@@ -210,6 +210,38 @@ class Coupling(AbstractContinuousProcess):
 class Assignment(AbstractDerivedProcess):
     """Computes one derived variable from other variables (an assignment rule or an
     observable): ``target = fn(t, x, p)`` with ``x`` the dict of ``reads`` by alias.
+
+    The output's shape is declared, not inferred: give ``shape=`` (default ``()``, a
+    scalar) and, for a vector, optionally ``labels=``. It cannot be inferred reliably
+    (e.g. with :func:`jax.eval_shape`) when the assignment is built, because the
+    shapes of what it reads belong to other processes and are known only when the
+    model is wired, and wiring needs every process's declared shapes first. A function
+    that returns another shape raises :class:`~jaxcell.WiringError` naming the shape
+    to pass.
+
+    Arguments:
+        name: the process's name.
+        target: the path it sets, ``"scale/entity/variable"`` (a whole variable).
+        fn: ``(t, x, p) -> value``, JAX-traceable.
+        reads: ``{alias: path}``; a path may name a labelled component
+            (``"scale/entity/variable/label"``).
+        parameters: ``{name: value}``, passed as ``p``.
+        shape: the shape of the value (default ``()``).
+        labels: names of the entries along the last axis (for vector outputs).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> import jaxcell as jc
+        >>> x = jc.ODE("x", {"v": jnp.ones(3)}, lambda t, y, p: {"v": -y["v"]})
+        >>> total = jc.Assignment("total", "molecular/total/sum",
+        ...                       lambda t, x, p: jnp.sum(x["v"]),
+        ...                       reads={"v": "molecular/x/v"})
+        >>> double = jc.Assignment("double", "molecular/double/v",
+        ...                        lambda t, x, p: 2 * x["v"],
+        ...                        reads={"v": "molecular/x/v"}, shape=(3,))
+        >>> traj = jc.simulate([x, total, double], 0.0, 1.0, saveat=[0.0])
+        >>> float(traj["molecular/total/sum"][0]), traj["molecular/double/v"].shape
+        (3.0, (1, 3))
     """
 
     name: str
@@ -257,6 +289,8 @@ class Assignment(AbstractDerivedProcess):
         if value.shape != self.var.shape:
             raise WiringError(
                 f"Assignment {self.name!r} computed {path_str(self.target)!r} with shape "
-                f"{value.shape}; it declared shape {self.var.shape}."
+                f"{value.shape}; it declared shape {self.var.shape}. Pass "
+                f"shape={tuple(value.shape)} to Assignment (the shape is declared, since "
+                f"the model is wired before any function runs)."
             )
         return {self.target: value}

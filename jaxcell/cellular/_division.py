@@ -29,7 +29,7 @@ from .._process import (
     checked_parameters,
     replace_in_dict,
 )
-from .._state import StateView, Var, as_path
+from .._state import Ref, StateView, Var, as_ref
 from ._population import Population
 
 # -- dividers ------------------------------------------------------------------------
@@ -219,7 +219,12 @@ class Division(AbstractDiscreteProcess):
             if not isinstance(d, AbstractDivider):
                 raise ModelError(f"{owner}: the divider of {p!r} must be Halve(), Copy() "
                                  f"or Binomial(); got {d!r}.")
-            p = as_path(p)
+            ref = as_ref(p)
+            if len(ref) == 4:
+                raise ModelError(f"{owner}: {p!r} names a component; a divider splits a "
+                                 f"whole per-cell variable, so give "
+                                 f"'scale/entity/variable'.")
+            p = ref
             if p in (pop.volume_path, pop.alive_path, pop.birth_volume_path):
                 raise ModelError(f"{owner}: {p} is divided by the population itself.")
             paths.append(p)
@@ -330,7 +335,7 @@ class Death(AbstractDiscreteProcess):
     interval: float = eqx.field(static=True)
     params: dict[str, Array]
     condition: Callable | None
-    reads_: dict[str, Path] = eqx.field(static=True)
+    reads_: dict[str, Ref] = eqx.field(static=True)
     pop_name: str = eqx.field(static=True)
     capacity: int = eqx.field(static=True)
 
@@ -355,7 +360,8 @@ class Death(AbstractDiscreteProcess):
         if condition is not None and not callable(condition):
             raise ModelError(f"{owner}: condition must be callable; got {condition!r}.")
         self.condition = condition
-        self.reads_ = {str(k): as_path(p) for k, p in (reads or {}).items()}
+        # paths or labelled components, as for every reads=
+        self.reads_ = {str(k): as_ref(p) for k, p in (reads or {}).items()}
         self.pop_name = pop.name
         self.capacity = pop.capacity
 
@@ -363,9 +369,12 @@ class Death(AbstractDiscreteProcess):
         return ("cellular", self.pop_name, "alive")
 
     def ports(self) -> Ports:
-        reads: dict[Path, Var | None] = {p: None for p in self.reads_.values()}
+        reads: dict[Path, Var | None] = {r[:3]: None  # pyright: ignore[reportAssignmentType]
+                                         for r in self.reads_.values()}
         reads[self._alive()] = Var((self.capacity,))
-        return Ports(reads=reads, changes=(self._alive(),))
+        components = tuple((r[:3], r[3]) for r in self.reads_.values() if len(r) == 4)
+        return Ports(reads=reads, changes=(self._alive(),),
+                     components=components)  # pyright: ignore[reportArgumentType]
 
     def initial_values(self) -> dict[Path, Array]:
         return {}

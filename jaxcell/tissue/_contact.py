@@ -9,8 +9,9 @@ from jaxtyping import Array, ArrayLike
 from .._custom_types import Path, PathLike
 from .._errors import ModelError
 from .._process import AbstractDerivedProcess, Ports
-from .._state import StateView, Var, as_path
+from .._state import Ref, StateView, Var, as_ref
 from ._lattice import Neighbours
+from ._refs import read_ports, whole_variable
 
 
 class ContactAverage(AbstractDerivedProcess):
@@ -20,7 +21,9 @@ class ContactAverage(AbstractDerivedProcess):
     ``source`` is a variable of shape ``(N,)`` owned by another process (e.g. the
     Delta level of each cell's gene circuit); ``target`` (shape ``(N,)``) is read by the
     processes that need it (e.g. Notch activation). This is the coupling of the
-    Collier et al. (1996) lateral-inhibition model.
+    Collier et al. (1996) lateral-inhibition model. ``source`` may name one labelled
+    component (``"molecular/net/species/D"``: one species of a per-cell network), as
+    ``reads=`` does; ``target`` is set as a whole, so it names a whole variable.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -39,7 +42,7 @@ class ContactAverage(AbstractDerivedProcess):
 
     name: str
     neighbours: Neighbours
-    source: Path
+    source: Ref
     target: Path
 
     def __init__(self, name: str, neighbours: Neighbours, *, source: PathLike,
@@ -50,11 +53,13 @@ class ContactAverage(AbstractDerivedProcess):
                              f"{type(neighbours).__name__}.")
         self.name = name
         self.neighbours = neighbours
-        self.source = as_path(source)
-        self.target = as_path(target)
+        owner = f"ContactAverage {name!r}"
+        self.source = as_ref(source)
+        self.target = whole_variable(owner, "target", target)
 
     def ports(self) -> Ports:
-        return Ports(reads={self.source: None},
+        reads, components = read_ports({self.source: None})
+        return Ports(reads=reads, components=components,
                      sets={self.target: Var((self.neighbours.n_cells,))})
 
     def initial_values(self) -> dict[Path, Array]:

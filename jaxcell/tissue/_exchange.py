@@ -39,9 +39,10 @@ from .._process import (
     is_concrete,
     replace_in_dict,
 )
-from .._state import StateView, Var, as_path
+from .._state import Ref, StateView, Var, as_ref
 from ._field import DiffusingField
 from ._grid import Grid
+from ._refs import contribution, read, read_ports, whole_variable
 
 
 def voxel_index(grid: Grid, positions: Array) -> Array:
@@ -67,37 +68,49 @@ class AbstractCellsOnField(AbstractProcess):
     positions given at construction, or ``position_path``, a state variable of shape
     ``(N, grid.ndim)`` read at every evaluation), an optional ``alive_path`` (shape
     ``(N,)``: 1.0 for a living cell, 0.0 for a dead cell or an empty slot) and the
-    ``field`` path (shape ``grid.shape``).
+    ``field`` path (shape ``grid.shape``). Each path may also name one labelled
+    component (``"scale/entity/variable/label"``), as ``reads=`` does.
     """
 
     grid: eqx.AbstractVar[Grid]
-    field: eqx.AbstractVar[Path]
+    field: eqx.AbstractVar[Ref]
     n_cells: eqx.AbstractVar[int]
     fixed_voxels: eqx.AbstractVar[Array | None]
-    position_path: eqx.AbstractVar[Path | None]
-    alive_path: eqx.AbstractVar[Path | None]
+    position_path: eqx.AbstractVar[Ref | None]
+    alive_path: eqx.AbstractVar[Ref | None]
+
+    def _owner(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
+    def concentration(self, state: StateView) -> Array:
+        """The field, shape ``grid.shape``."""
+        return read(self._owner(), state, self.field, self.grid.shape)
 
     def voxels(self, state: StateView) -> Array:
         """Flat voxel index of each cell, shape ``(N,)``, at the current state."""
         if self.fixed_voxels is not None:
             return self.fixed_voxels
-        return voxel_index(self.grid, state[self.position_path])  # pyright: ignore
+        x = read(self._owner(), state, self.position_path,  # pyright: ignore
+                 (self.n_cells, self.grid.ndim))
+        return voxel_index(self.grid, x)
 
     def alive(self, state: StateView) -> Array | None:
         """The alive mask (shape ``(N,)``) or ``None`` when every cell is alive."""
-        return None if self.alive_path is None else state[self.alive_path]
+        if self.alive_path is None:
+            return None
+        return read(self._owner(), state, self.alive_path, (self.n_cells,))
 
-    def _placement_reads(self) -> dict[Path, Var | None]:
-        reads: dict[Path, Var | None] = {self.field: Var(self.grid.shape)}
+    def _placement_refs(self) -> dict[Ref, Var | None]:
+        refs: dict[Ref, Var | None] = {self.field: Var(self.grid.shape)}
         if self.position_path is not None:
-            reads[self.position_path] = Var((self.n_cells, self.grid.ndim))
+            refs[self.position_path] = Var((self.n_cells, self.grid.ndim))
         if self.alive_path is not None:
-            reads[self.alive_path] = Var((self.n_cells,))
-        return reads
+            refs[self.alive_path] = Var((self.n_cells,))
+        return refs
 
 
 def _placement(owner: str, field: Any, grid: Any, positions: Any, n_cells: Any,
-               alive: Any) -> tuple[Grid, Path, int, Array | None, Path | None, Path | None]:
+               alive: Any) -> tuple[Grid, Ref, int, Array | None, Ref | None, Ref | None]:
     """Parse and check the arguments shared by :class:`FieldExchange` and
     :class:`FieldSensor`."""
     if isinstance(field, DiffusingField):
@@ -109,7 +122,7 @@ def _placement(owner: str, field: Any, grid: Any, positions: Any, n_cells: Any,
         if not isinstance(field, (str, tuple)):
             raise ModelError(f"{owner}: field must be a DiffusingField or the path of a "
                              f"concentration variable; got {type(field).__name__}.")
-        field_path = as_path(field)
+        field_path = as_ref(field)
         if grid is None:
             raise ModelError(f"{owner}: field is given as a path, so grid= (a "
                              f"jaxcell.tissue.Grid) is needed to place the cells.")
@@ -124,7 +137,7 @@ def _placement(owner: str, field: Any, grid: Any, positions: Any, n_cells: Any,
     position_path = None
     if isinstance(positions, str) or (isinstance(positions, tuple) and positions
                                       and all(isinstance(p, str) for p in positions)):
-        position_path = as_path(positions)
+        position_path = as_ref(positions)
         if n_cells is None:
             raise ModelError(f"{owner}: positions are read from {'/'.join(position_path)!r}, "
                              f"so n_cells= (the number of cells, N) is needed.")
@@ -141,7 +154,7 @@ def _placement(owner: str, field: Any, grid: Any, positions: Any, n_cells: Any,
                              f"construction (to move cells, give a position path).")
         n_cells = int(x.shape[0])
         fixed = voxel_index(grid, x)
-    alive_path = None if alive is None else as_path(alive)
+    alive_path = None if alive is None else as_ref(alive)
     return grid, field_path, int(n_cells), fixed, position_path, alive_path
 
 
@@ -214,12 +227,17 @@ class FieldExchange(AbstractCellsOnField, AbstractContinuousProcess):
         alive: optional path of an alive mask of shape ``(N,)``.
         secretion: ``σ`` (default 0, or 1 with ``secretion_from``).
         secretion_from: optional path of a per-cell variable ``g`` of shape ``(N,)``
-            (e.g. a gene product); the secretion rate is then ``σ g``.
+            (e.g. a gene product); the secretion rate is then ``σ g``. Like every path
+            argument here (``field``, ``positions``, ``alive``, ``into``), it may name
+            one labelled component, as ``reads=`` does:
+            ``"molecular/rep/species/p_lacI"`` is the ``p_lacI`` column of an ``(N, k)``
+            variable (e.g. a :class:`~jaxcell.cellular.PerCell` network).
         uptake: ``k``, linear uptake clearance (default 0).
         V_max: maximal saturating uptake rate (give ``K_m`` with it).
         K_m: half-saturation concentration of the saturating uptake.
         into: optional path of a per-cell amount of shape ``(N,)`` owned by another
-            process, which receives what the cell takes up (declared in ``changes``).
+            process, which receives what the cell takes up (declared in ``changes``);
+            a component (``".../species/L"``) receives it in that column only.
         grid: the grid, only when ``field`` is a path.
 
     Raises:
@@ -256,13 +274,13 @@ class FieldExchange(AbstractCellsOnField, AbstractContinuousProcess):
 
     name: str
     grid: Grid
-    field: Path = eqx.field(static=True)
+    field: Ref = eqx.field(static=True)
     n_cells: int = eqx.field(static=True)
     fixed_voxels: Array | None
-    position_path: Path | None = eqx.field(static=True)
-    alive_path: Path | None = eqx.field(static=True)
-    secretion_path: Path | None = eqx.field(static=True)
-    into: Path | None = eqx.field(static=True)
+    position_path: Ref | None = eqx.field(static=True)
+    alive_path: Ref | None = eqx.field(static=True)
+    secretion_path: Ref | None = eqx.field(static=True)
+    into: Ref | None = eqx.field(static=True)
     params: dict[str, Array]
 
     def __init__(self, name: str, field: DiffusingField | PathLike, *,
@@ -288,18 +306,19 @@ class FieldExchange(AbstractCellsOnField, AbstractContinuousProcess):
             params["K_m"] = _per_cell(owner, "K_m", K_m, n)  # pyright: ignore
         check_parameters(owner, params, nonnegative=_NONNEGATIVE, positive=_POSITIVE)
         self.params = params
-        self.secretion_path = None if secretion_from is None else as_path(secretion_from)
-        self.into = None if into is None else as_path(into)
+        self.secretion_path = None if secretion_from is None else as_ref(secretion_from)
+        self.into = None if into is None else as_ref(into)
 
     def ports(self) -> Ports:
-        reads = self._placement_reads()
-        changes: tuple[Path, ...] = (self.field,)
+        refs = self._placement_refs()
+        changes: tuple[Path, ...] = (self.field[:3],)  # pyright: ignore[reportAssignmentType]
         if self.secretion_path is not None:
-            reads[self.secretion_path] = Var((self.n_cells,))
+            refs[self.secretion_path] = Var((self.n_cells,))
         if self.into is not None:
-            reads[self.into] = Var((self.n_cells,))
-            changes = changes + (self.into,)
-        return Ports(reads=reads, changes=changes)
+            refs[self.into] = Var((self.n_cells,))
+            changes = changes + (self.into[:3],)  # pyright: ignore[reportAssignmentType]
+        reads, components = read_ports(refs)
+        return Ports(reads=reads, changes=changes, components=components)
 
     def initial_values(self) -> dict[Path, Array]:
         return {}
@@ -319,10 +338,10 @@ class FieldExchange(AbstractCellsOnField, AbstractContinuousProcess):
                                nonnegative=_NONNEGATIVE, positive=_POSITIVE)
         n = self.n_cells
         voxel = self.voxels(state)
-        c = state[self.field].reshape(-1)[voxel]
+        c = self.concentration(state).reshape(-1)[voxel]
         s = jnp.broadcast_to(p["secretion"], (n,))
         if self.secretion_path is not None:
-            s = s * state[self.secretion_path]
+            s = s * read(self._owner(), state, self.secretion_path, (n,))
         u = p["uptake"] * c
         if "V_max" in p:
             u = u + p["V_max"] * c / (p["K_m"] + c)
@@ -336,9 +355,12 @@ class FieldExchange(AbstractCellsOnField, AbstractContinuousProcess):
         voxel, s, u = self.fluxes(state)
         n_vox = int(np.prod(self.grid.shape))
         net = jax.ops.segment_sum(s - u, voxel, num_segments=n_vox)
-        out = {self.field: net.reshape(self.grid.shape) / self.grid.cell_volume}
+        field, rate = contribution(state, self.field,
+                                   net.reshape(self.grid.shape) / self.grid.cell_volume)
+        out = {field: rate}
         if self.into is not None:
-            out[self.into] = u
+            into, gain = contribution(state, self.into, u)
+            out[into] = out[into] + gain if into in out else gain
         return out
 
 
@@ -353,7 +375,9 @@ class FieldSensor(AbstractCellsOnField, AbstractDerivedProcess):
     trajectories.
 
     The arguments ``field``, ``positions``, ``n_cells``, ``alive`` and ``grid`` are as
-    for :class:`FieldExchange`; there are no parameters.
+    for :class:`FieldExchange` (each path may name a labelled component); ``target`` is
+    set as a whole, so it names a whole variable (a component raises
+    :class:`~jaxcell.WiringError`). There are no parameters.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -368,11 +392,11 @@ class FieldSensor(AbstractCellsOnField, AbstractDerivedProcess):
 
     name: str
     grid: Grid
-    field: Path = eqx.field(static=True)
+    field: Ref = eqx.field(static=True)
     n_cells: int = eqx.field(static=True)
     fixed_voxels: Array | None
-    position_path: Path | None = eqx.field(static=True)
-    alive_path: Path | None = eqx.field(static=True)
+    position_path: Ref | None = eqx.field(static=True)
+    alive_path: Ref | None = eqx.field(static=True)
     target: Path = eqx.field(static=True)
 
     def __init__(self, name: str, field: DiffusingField | PathLike, *,
@@ -384,10 +408,11 @@ class FieldSensor(AbstractCellsOnField, AbstractDerivedProcess):
          self.alive_path) = _placement(owner, field, grid, positions, n_cells, alive)
         self.name = name
         self.target = ("cellular", name, "concentration") if target is None \
-            else as_path(target)
+            else whole_variable(owner, "target", target)
 
     def ports(self) -> Ports:
-        return Ports(reads=self._placement_reads(),
+        reads, components = read_ports(self._placement_refs())
+        return Ports(reads=reads, components=components,
                      sets={self.target: Var((self.n_cells,))})
 
     def initial_values(self) -> dict[Path, Array]:
@@ -403,6 +428,6 @@ class FieldSensor(AbstractCellsOnField, AbstractDerivedProcess):
         return self
 
     def compute(self, t, state: StateView, args) -> dict[Path, Array]:
-        c = state[self.field].reshape(-1)[self.voxels(state)]
+        c = self.concentration(state).reshape(-1)[self.voxels(state)]
         a = self.alive(state)
         return {self.target: c if a is None else a * c}
