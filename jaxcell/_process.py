@@ -160,6 +160,7 @@ class EventTable:
 
     @property
     def n_events(self) -> int:
+        """The number of events."""
         return len(self.names)
 
 

@@ -52,6 +52,7 @@ EXECUTED_PAGES = (
     "getting-started.md",
     "concepts/state-and-processes.md",
     pytest.param("concepts/simulate-and-solvers.md", marks=pytest.mark.slow),
+    pytest.param("concepts/events.md", marks=pytest.mark.slow),
     "concepts/reaction-networks.md",
     "concepts/sbml.md",
     "concepts/cells-and-tissues.md",
