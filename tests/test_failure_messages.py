@@ -70,3 +70,27 @@ def test_sbml_species_going_negative_is_reported_by_name():
     # a positive rate constant: no report
     good = simulate_sbml(load_sbml(_negative_rate_model(0.5)), ts)
     np.testing.assert_allclose(good.amount("B"), 1.0 - np.exp(-0.5 * ts), rtol=1e-5)
+
+
+def test_bad_parameter_under_nuts_gives_the_named_message():
+    """A prior that proposes negative rate constants: NUTS stops with the same message
+    that names the network and the parameter outside jit."""
+    import numpyro.distributions as dist
+
+    from jaxcell.inference import numpyro_model, sample_nuts
+
+    net = jc.ReactionNetwork("net", {"A": 1.0}, [jc.Reaction("r", "A", "", "k1")],
+                             {"k1": 0.5})
+    ts = np.linspace(0.0, 2.0, 3)
+
+    def simulate(theta):
+        return jc.simulate(net.replace_parameters({"k1": theta["k1"]}), 0.0, 2.0,
+                           saveat=ts, throw=False)
+
+    model = numpyro_model(simulate, {"k1": dist.Normal(-1.0, 0.1)},
+                          lambda traj, theta: dist.Normal(traj["A"], 0.1))
+    with pytest.raises(Exception, match="'net'.*'k1'.*negative"):
+        sample_nuts(model, np.exp(-0.5 * ts), key=jax.random.key(0), num_warmup=2,
+                    num_samples=2)
+    with pytest.raises(jc.ModelError, match="'net'.*'k1'.*negative"):
+        net.replace_parameters({"k1": -1.0})
