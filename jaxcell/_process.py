@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
@@ -239,6 +240,25 @@ class AbstractEventProcess(AbstractProcess):
 # Parameter helpers shared by the concrete processes.
 
 
+def host_asarray(value: ArrayLike, dtype=None) -> Array:
+    """``jnp.asarray(value, dtype)`` that runs no XLA program for host values.
+
+    ``jnp.asarray`` of a Python number or NumPy array (with or without ``dtype``) runs
+    a compiled ``convert_element_type`` on the device: the first call in a process,
+    and the first after ``jax.clear_caches()``, compiles it. Replacing a parameter by
+    a Python float would then count as a compilation. Host values are converted by
+    NumPy and copied with ``jax.device_put``; JAX arrays and tracers go through
+    ``jnp.asarray``. Raises ``TypeError`` for values that are not numeric.
+    """
+    if isinstance(value, jax.Array):  # tracers included
+        return jnp.asarray(value, dtype=dtype)
+    arr = np.asarray(value, dtype=dtype)
+    if arr.dtype == object:
+        raise TypeError(f"not a numeric value: {value!r}")
+    # float64 stays float64 only with x64 on, as with jnp.asarray.
+    return jax.device_put(arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype), copy=False))
+
+
 def as_parameter_array(owner: str, name: str, value: ArrayLike, dtype=None) -> Array:
     """Convert a user parameter to a floating array, rejecting non-numeric input."""
     if isinstance(value, (str, bytes)) or value is None:
@@ -246,8 +266,8 @@ def as_parameter_array(owner: str, name: str, value: ArrayLike, dtype=None) -> A
             f"{owner}: parameter {name!r} must be a number or an array; got {value!r}."
         )
     try:
-        arr = jnp.asarray(value, dtype=dtype)
-    except TypeError as e:
+        arr = host_asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as e:
         raise ModelError(
             f"{owner}: parameter {name!r} must be a number or an array; got {value!r}."
         ) from e

@@ -17,6 +17,7 @@ from .._process import (
     EventTable,
     Ports,
     as_parameter_array,
+    host_asarray,
 )
 from .._state import StateView, Var
 from ._errors import SBMLError, SBMLUnsupportedError
@@ -63,8 +64,8 @@ class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
             values.update(parameters)
         # strongly typed float leaves, so that replacing values never recompiles
         ftype = jnp.result_type(float)
-        self.params = {k: jnp.asarray(v, dtype=ftype) if cells else
-                       jnp.asarray(as_parameter_array(self.name, k, v), dtype=ftype)
+        self.params = {k: host_asarray(v, dtype=ftype) if cells else
+                       host_asarray(as_parameter_array(self.name, k, v), dtype=ftype)
                        for k, v in values.items()}
         self.cells = cells
         self.consts = None
@@ -152,7 +153,7 @@ class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
                 raise SBMLError(
                     f"SBML model {self.name!r} has no parameter {k!r}; it has "
                     f"{sorted(new)[:20]}{' ...' if len(new) > 20 else ''}.")
-            new[k] = jnp.asarray(v, dtype=jnp.result_type(new[k]))
+            new[k] = host_asarray(v, dtype=jnp.result_type(new[k]))
             allowed = [()] if self.cells is None else [(), (self.cells,)]
             if new[k].shape not in allowed:
                 raise SBMLError(f"SBML model {self.name!r}: parameter {k!r} must have shape "
