@@ -28,7 +28,6 @@ from ._composite import Composite as Composite
 from ._composite import as_composite as as_composite
 from ._discrete import DiscreteRule as DiscreteRule
 from ._ensemble import ensemble as ensemble
-from ._event import Event as Event
 from ._errors import (
     CheckpointError as CheckpointError,
 )
@@ -47,15 +46,10 @@ from ._errors import (
 from ._errors import (
     WiringError as WiringError,
 )
+from ._event import Event as Event
 from ._generic import ODE as ODE
 from ._generic import Assignment as Assignment
 from ._generic import Coupling as Coupling
-from ._process import (
-    AbstractEventProcess as AbstractEventProcess,
-)
-from ._process import (
-    EventTable as EventTable,
-)
 from ._process import (
     AbstractContinuousProcess as AbstractContinuousProcess,
 )
@@ -66,11 +60,18 @@ from ._process import (
     AbstractDiscreteProcess as AbstractDiscreteProcess,
 )
 from ._process import (
+    AbstractEventProcess as AbstractEventProcess,
+)
+from ._process import (
     AbstractProcess as AbstractProcess,
+)
+from ._process import (
+    EventTable as EventTable,
 )
 from ._process import (
     Ports as Ports,
 )
+from ._results import RESULTS as RESULTS
 from ._simulate import (
     count_compilations as count_compilations,
 )
@@ -101,7 +102,6 @@ from ._state import (
 from ._state import (
     nest_state as nest_state,
 )
-from ._results import RESULTS as RESULTS
 from ._trajectory import Trajectory as Trajectory
 from .molecular import (
     AbstractRateLaw as AbstractRateLaw,

@@ -32,18 +32,21 @@ import equinox as eqx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optimistix as optx
 from jax.flatten_util import ravel_pytree
 
 from ._composite import Composite
 from ._errors import SimulationError
+from ._event_system import EventSystem
+from ._loop_context import History, LoopContext, make_context
 from ._results import RESULTS
-from ._state import StateView
 
 NO_PRIORITY = -1e300
 HISTORY_BLOCKS = 16
 """The delay history holds ``HISTORY_BLOCKS x (steps per segment)`` accepted steps."""
+
+__all__ = ["Bisection", "EventOutput", "History", "LoopContext", "default_max_segments",
+           "make_context", "solve_events", "unravel_states"]
 
 
 # -- root finding ------------------------------------------------------------------------
@@ -84,235 +87,6 @@ class Bisection(optx.AbstractRootFinder):
 
     def postprocess(self, fn, y, aux, args, options, state, tags, result):
         return state.upper, aux, {}
-
-
-# -- history and context -------------------------------------------------------------------
-class History(eqx.Module):
-    """Accepted steps of the flat state (times, states, derivatives), interpolated by
-    cubic Hermite polynomials; before the start, the initial state."""
-
-    ts: jax.Array  # (H,), +inf where unused
-    xs: jax.Array  # (H, n)
-    fs: jax.Array  # (H, n)
-    count: jax.Array
-    t0: jax.Array
-    x0: jax.Array
-
-    def __call__(self, tq):
-        h_len = self.ts.shape[0]
-        i = jnp.clip(jnp.searchsorted(self.ts, tq, side="right") - 1, 0, h_len - 2)
-        ta, tb = self.ts[i], self.ts[i + 1]
-        xa, xb, fa, fb = self.xs[i], self.xs[i + 1], self.fs[i], self.fs[i + 1]
-        h = tb - ta
-        ok = jnp.isfinite(tb) & (h > 0)
-        hs = jnp.where(ok, h, 1.0)
-        s = jnp.where(ok, (tq - ta) / hs, 0.0)
-        h00 = 2 * s**3 - 3 * s**2 + 1
-        h10 = s**3 - 2 * s**2 + s
-        h01 = -2 * s**3 + 3 * s**2
-        h11 = s**3 - s**2
-        interp = h00 * xa + h10 * hs * fa + h01 * xb + h11 * hs * fb
-        out = jnp.where(ok, interp, xa)
-        # strictly before the start: the initial state (at the start itself the recorded
-        # history is used, so that time derivatives are one-sided from the right)
-        return jnp.where(tq < self.t0, self.x0, out)
-
-
-class LoopContext(eqx.Module):
-    """What processes see of the event loop through their :class:`~jaxcell.StateView`:
-    their frozen switch values and the past of the state."""
-
-    z: jax.Array | None
-    hist: History | None
-    z_slices: tuple[tuple[str, int, int], ...] = eqx.field(static=True)
-    offsets: tuple[tuple[tuple[str, str, str], int, int, tuple[int, ...]], ...] = \
-        eqx.field(static=True)
-
-    @property
-    def has_history(self) -> bool:
-        return self.hist is not None
-
-    @property
-    def start(self):
-        return None if self.hist is None else self.hist.t0
-
-    def switches_of(self, name: str):
-        if self.z is None:
-            return None
-        for owner, a, b in self.z_slices:
-            if owner == name:
-                return self.z[a:b]
-        return None
-
-    def past(self, path, t):
-        for p, a, b, shape in self.offsets:
-            if p == path and self.hist is not None:
-                return self.hist(t)[a:b].reshape(shape)
-        raise KeyError(f"no history of {path!r}")
-
-
-def state_offsets(model: Composite):
-    """``(path, start, stop, shape)`` of each owned variable in the flat state (the order
-    of ``ravel_pytree`` of the nested state: sorted paths)."""
-    out, a = [], 0
-    for path, var in model.spec.owned:
-        size = int(np.prod(var.shape, dtype=int))
-        out.append((path, a, a + size, tuple(var.shape)))
-        a += size
-    return tuple(out)
-
-
-def switch_slices(model: Composite) -> tuple[tuple[str, int, int], ...]:
-    out, a = [], 0
-    for i in model.event_processes:
-        p = model.leaves[i]
-        n = p.events().n_switches  # pyright: ignore
-        out.append((p.name, a, a + n))
-        a += n
-    return tuple(out)
-
-
-def make_context(model: Composite, z, hist) -> LoopContext:
-    return LoopContext(z, hist, switch_slices(model), state_offsets(model))
-
-
-# -- the model's events as one system -------------------------------------------------------
-class _System:
-    """All event processes of a composite as one set of events and switches over the flat
-    state (a plain Python object, used while tracing)."""
-
-    def __init__(self, model: Composite, args, unravel, dtype):
-        self.model = model
-        self.args = args
-        self.unravel = unravel
-        self.dtype = dtype
-        self.idx = model.event_processes
-        leaves = model.leaves
-        self.procs = [leaves[i] for i in self.idx]
-        self.tables = [p.events() for p in self.procs]  # pyright: ignore
-        self.ev_off = np.cumsum([0] + [t.n_events for t in self.tables])
-        self.n_ev = int(self.ev_off[-1])
-        self.n_sw = sum(t.n_switches for t in self.tables)
-        self.z_slices = switch_slices(model)
-        self.offsets = state_offsets(model)
-        self.history = model.ports().history
-
-        def cat(field):
-            return np.asarray([v for t in self.tables for v in getattr(t, field)], bool)
-
-        self.persistent = cat("persistent")
-        self.use_trigger_values = cat("use_trigger_values")
-        self.initial_value = cat("initial_value")
-        self.has_priority = cat("has_priority")
-        self.scheduled = cat("scheduled")
-        timed = []
-        for t, (_, a, _) in zip(self.tables, self.z_slices):
-            timed += [a + j for j in t.timed_switches]
-        self.timed = np.asarray(sorted(timed), int)
-        self.watched = np.asarray([j for j in range(self.n_sw) if j not in set(timed)], int)
-        self.n_values = 1
-
-    def context(self, z, hist) -> LoopContext:
-        return LoopContext(z, hist, self.z_slices, self.offsets)
-
-    def views(self, t, x, hist, z=None) -> list[StateView]:
-        ctx = self.context(z, hist)
-        flat = self.model.derive(t, self.unravel(x), self.args, ctx)
-        labels = self.model._labels()
-        return [StateView(flat, self.model.allowed[i], p.name, labels, ctx)
-                for i, p in zip(self.idx, self.procs)]
-
-    def _cat(self, parts, shape_tail=()):
-        parts = [jnp.asarray(p, self.dtype) for p in parts]
-        if not parts:
-            return jnp.zeros((0, *shape_tail), self.dtype)
-        return jnp.concatenate(parts)
-
-    # events
-    def triggers(self, t, x, hist, z=None):
-        if not self.n_ev:
-            return jnp.zeros((0,), bool), jnp.zeros((0,), self.dtype)
-        bs, gs = [], []
-        for p, v, tab in zip(self.procs, self.views(t, x, hist, z), self.tables):
-            if tab.n_events:
-                b, g = p.triggers(t, v, self.args)  # pyright: ignore
-                bs.append(jnp.asarray(b, bool).reshape(tab.n_events))
-                gs.append(jnp.asarray(g, self.dtype).reshape(tab.n_events))
-        return jnp.concatenate(bs), jnp.concatenate(gs)
-
-    def values(self, t, x, hist, z=None):
-        rows = []
-        for p, v, tab in zip(self.procs, self.views(t, x, hist, z), self.tables):
-            if tab.n_events:
-                rows.append(jnp.asarray(p.event_values(t, v, self.args),  # pyright: ignore
-                                        self.dtype).reshape(tab.n_events, -1))
-        if not rows:
-            return jnp.zeros((0, self.n_values), self.dtype)
-        m = max(1, max(r.shape[1] for r in rows))
-        self.n_values = m
-        return jnp.concatenate([jnp.pad(r, ((0, 0), (0, m - r.shape[1]))) for r in rows])
-
-    def delays(self, t, x, hist, z=None):
-        return self._cat([p.event_delays(t, v, self.args)  # pyright: ignore
-                          for p, v, tab in zip(self.procs, self.views(t, x, hist, z),
-                                               self.tables) if tab.n_events])
-
-    def priorities(self, t, x, hist, z=None):
-        return self._cat([p.event_priorities(t, v, self.args)  # pyright: ignore
-                          for p, v, tab in zip(self.procs, self.views(t, x, hist, z),
-                                               self.tables) if tab.n_events])
-
-    def execute(self, k, t, x, vals, hist, z=None):
-        """The flat state after executing global event ``k`` with ``vals``."""
-        branches = []
-        for j, (i, p, tab) in enumerate(zip(self.idx, self.procs, self.tables)):
-            if not tab.n_events:
-                continue
-            off = int(self.ev_off[j])
-
-            def branch(k, t, x, vals, hist, z, i=i, p=p, off=off, j=j):
-                v = self.views(t, x, hist, z)[j]
-                new = p.execute(k - off, t, v, self.args, vals)  # pyright: ignore
-                y = self.model.assign(i, self.unravel(x), new)
-                return ravel_pytree(y)[0].astype(x.dtype)
-
-            branches.append((off, off + tab.n_events, branch))
-        if len(branches) == 1:
-            return branches[0][2](k, t, x, vals, hist, z)
-        which = sum(jnp.where(k >= a, 1, 0) for a, _, _ in branches[1:])
-        return jax.lax.switch(which, [b for _, _, b in branches], k, t, x, vals, hist, z)
-
-    # switches
-    def switch_values(self, t, x, hist, z=None):
-        return self._cat([p.switch_values(t, v, self.args)  # pyright: ignore
-                          for p, v, tab in zip(self.procs, self.views(t, x, hist, z),
-                                               self.tables) if tab.n_switches])
-
-    def switch_crossings(self, t, x, hist, z):
-        return self._cat([p.switch_crossings(t, v, self.args)  # pyright: ignore
-                          for p, v, tab in zip(self.procs, self.views(t, x, hist, z),
-                                               self.tables) if tab.n_switches])
-
-    def switch_flips(self, t, x, hist, z):
-        return self._cat([p.switch_flips(t, v, self.args)  # pyright: ignore
-                          for p, v, tab in zip(self.procs, self.views(t, x, hist, z),
-                                               self.tables) if tab.n_switches])
-
-    def next_time(self, t, x, hist, z=None):
-        out = jnp.asarray(jnp.inf, self.dtype)
-        for p, v in zip(self.procs, self.views(t, x, hist, z)):
-            out = jnp.minimum(out, jnp.asarray(p.next_time(t, v, self.args), self.dtype))  # pyright: ignore
-        return out
-
-    def min_delay(self, t, x, hist, z=None):
-        out = jnp.asarray(jnp.inf, self.dtype)
-        for p, v in zip(self.procs, self.views(t, x, hist, z)):
-            out = jnp.minimum(out, jnp.asarray(p.min_delay(t, v, self.args), self.dtype))  # pyright: ignore
-        return out
-
-    def rhs(self, t, x, hist, z):
-        dy = self.model.vector_field(t, self.unravel(x), self.args, self.context(z, hist))
-        return ravel_pytree(dy)[0].astype(x.dtype)
 
 
 # -- loop state ------------------------------------------------------------------------------
@@ -389,7 +163,7 @@ def solve_events(model: Composite, y0, ts, *, solver, controller, adjoint, max_s
         )
     x0, unravel = ravel_pytree(y0)
     dtype = x0.dtype
-    sys_ = _System(model, args, unravel, dtype)
+    sys_ = EventSystem(model, args, unravel, dtype)
     n_ev, n_sw = sys_.n_ev, sys_.n_sw
     timed, watched = sys_.timed, sys_.watched
     n_queue = max(8, 4 * n_ev)

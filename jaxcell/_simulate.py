@@ -18,6 +18,7 @@ from ._custom_types import RealScalarLike, State
 from ._engine import TERM, cast_floats, initial_state
 from ._errors import SimulationError
 from ._failure import raise_on_failure
+from ._hybrid import make_schedule, solve_hybrid
 from ._process import AbstractProcess, is_concrete
 from ._results import RESULTS
 from ._segments import default_max_segments, make_context, solve_events, unravel_states
@@ -413,8 +414,6 @@ def _simulate_events(composite, y0, t0, t1, saveat, solver, controller, adjoint,
 def _simulate_hybrid(composite, y0, t0, t1, saveat, solver, controller, adjoint,
                      max_steps, args, event, key, dtype, dt0, progress_meter
                      ) -> Trajectory:
-    from ._hybrid import make_schedule, solve_hybrid
-
     if event is not None:
         raise SimulationError(
             "event is not supported for models with discrete processes; express the "
