@@ -67,9 +67,22 @@ def test_sbml_species_going_negative_is_reported_by_name():
     ok = simulate_sbml(model, ts, allow_negative=True)
     assert ok.success
     np.testing.assert_allclose(ok.amount("B"), 1.0 - np.exp(0.5 * ts), rtol=1e-5)
+    with pytest.raises(jc.SimulationError, match="'k' = -0.5 in reaction 'r'"):
+        simulate_sbml(model, ts)
     # a positive rate constant: no report
     good = simulate_sbml(load_sbml(_negative_rate_model(0.5)), ts)
     np.testing.assert_allclose(good.amount("B"), 1.0 - np.exp(-0.5 * ts), rtol=1e-5)
+
+
+def test_legal_negative_amounts_are_not_reported():
+    """Zero-order consumption A -> (rate k = 0.5) takes A below zero by SBML's own
+    semantics (the SBML Test Suite expects such values): no report, A = 1 - k t."""
+    xml = build(species=(("A", "cell", 1.0, True),), parameters=(("k", 0.5, True),),
+                reactions=(("r", {"A": 1}, {}, "k"),))
+    ts = np.linspace(0.0, 4.0, 5)
+    sol = simulate_sbml(load_sbml(xml), ts)
+    assert sol.success
+    np.testing.assert_allclose(sol.amount("A"), 1.0 - 0.5 * ts, rtol=1e-9, atol=1e-9)
 
 
 def test_bad_parameter_under_nuts_gives_the_named_message():

@@ -25,6 +25,7 @@ from .._failure import advice
 from .._results import RESULTS
 from .._segments import default_max_segments, make_context, solve_events, unravel_states
 from .._simulate import DEFAULT_ATOL, DEFAULT_RTOL, default_controller, default_solver
+from ._ast import names_in
 from ._errors import SBMLError, SBMLUnsupportedError
 from ._model import SBMLModel
 
@@ -239,11 +240,12 @@ def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
     all SBML semantics that :func:`load_sbml` accepts are handled; see
     :class:`SBMLSolution`.
 
-    SBML allows negative values, but a species that only reactions change, starts
-    non-negative and goes negative beyond the tolerances (``100·(atol + rtol·max|x|)``)
-    usually means a wrong parameter (a negative rate constant): it is reported by name
-    as ``RESULTS.negative_amount`` (raised with ``throw=True``) unless
-    ``allow_negative=True``."""
+    SBML allows negative values (zero-order consumption, negative stoichiometry), but a
+    species that only reactions change, starts non-negative and goes negative beyond the
+    tolerances (``100·(atol + rtol·max|x|)``) while a rate law of its reactions holds a
+    negative parameter means a wrong parameter (a negative rate constant): it is
+    reported, naming the species and the parameter, as ``RESULTS.negative_amount``
+    (raised with ``throw=True``) unless ``allow_negative=True``."""
     if parameters:
         model = model.replace_parameters(parameters)
     t = _times(ts)
@@ -277,8 +279,39 @@ def simulate_sbml(model: SBMLModel, ts: ArrayLike, *, t0: float | None = 0.0,
     return sol
 
 
+def _negative_constants(model: SBMLModel, sid: str) -> list[tuple[str, str, float]]:
+    """``(parameter, reaction, value)`` for each negative parameter in a kinetic law of
+    a reaction that changes species ``sid`` (global parameters and ``rid.lid`` locals)."""
+    st = model.structure
+    params = model.parameters()
+    out = []
+    for r in st.ir.reactions:
+        if r.law is None or not any(ref.species == sid for ref in r.refs):
+            continue
+        for name in sorted(names_in(r.law)):
+            if name in r.locals:
+                key = f"{r.id}.{name}"
+            else:
+                sym = st.symbols.get(name)
+                if sym is None or sym.kind != "parameter":
+                    continue
+                key = name
+            v = params.get(key)
+            if v is None:
+                continue
+            a = np.asarray(v, dtype=float)
+            if a.size and np.nanmin(a) < 0:
+                out.append((key, r.id, float(np.nanmin(a))))
+    return out
+
+
 def _check_negative(sol: SBMLSolution, controller, rtol, atol) -> SBMLSolution:
-    """``sol`` marked failed if a species changed only by reactions went negative."""
+    """``sol`` marked failed if a species that only reactions change went negative while
+    a kinetic law of its reactions holds a negative parameter (a negative rate constant).
+
+    Negative amounts alone are legal SBML (zero-order consumption, negative
+    stoichiometry, laws that change sign); the check fires only when a negative
+    parameter explains them, and names it."""
     st = sol.model.structure
     if isinstance(controller, diffrax.PIDController):
         rtol, atol = float(controller.rtol), float(controller.atol)  # pyright: ignore
@@ -290,16 +323,22 @@ def _check_negative(sol: SBMLSolution, controller, rtol, atol) -> SBMLSolution:
         if st.symbols[sid].kind != "species" or sid in assigned:
             continue
         a = np.asarray(sol.amount(sid), dtype=float)
-        if a.size == 0 or not np.all(np.isfinite(a)) or a[0] < 0:
+        if a.size == 0 or not np.all(np.isfinite(a)) or np.min(a[0]) < 0:
             continue
         tol = 100.0 * (atol + rtol * float(np.max(np.abs(a))))
-        bad = np.nonzero(a < -tol)[0]
-        if bad.size and (worst is None or sol.ts[bad[0]] < worst[1]):
-            worst = (sid, float(sol.ts[bad[0]]), float(a[bad[0]]))
+        bad = np.nonzero(np.any(a.reshape(a.shape[0], -1) < -tol, axis=1))[0]
+        if not bad.size or (worst is not None and sol.ts[bad[0]] >= worst[1]):
+            continue
+        culprits = _negative_constants(sol.model, sid)
+        if culprits:
+            v = float(np.min(a[bad[0]]))
+            worst = (sid, float(sol.ts[bad[0]]), v, culprits)
     if worst is None:
         return sol
-    sid, t, v = worst
+    sid, t, v, culprits = worst
+    named = ", ".join(f"{k!r} = {val:.3g} in reaction {rid!r}" for k, rid, val in culprits[:5])
     detail = (f"species {sid!r} went negative (amount {v:.3g} at t = {t:g}), though only "
-              f"reactions change it: check the rate constants of its reactions for "
-              f"negative values (pass allow_negative=True if negative amounts are meant).")
+              f"reactions change it, and its reactions' rate laws hold negative "
+              f"parameters: {named}. Check these values (pass allow_negative=True if "
+              f"negative amounts are meant).")
     return dataclasses.replace(sol, result=RESULTS.negative_amount, detail=detail)
