@@ -177,6 +177,7 @@ def test_gradient_through_events_matches_finite_differences():
     np.testing.assert_allclose(float(g), 2.5, rtol=1e-6)  # d/dk (2.5 k - 1)
 
 
+@pytest.mark.slow  # the fast run checks forward mode through events in test_events.py
 def test_forward_mode_through_events_and_a_time_switch():
     """jax.jacfwd with adjoint=diffrax.ForwardMode() goes through the event loop and
     a time-only piecewise input (a dose switched off at t_end), and agrees with reverse
