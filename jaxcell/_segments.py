@@ -179,16 +179,17 @@ def solve_events(model: Composite, y0, ts, *, solver, controller, adjoint, max_s
     scheduled = jnp.asarray(sys_.scheduled)
     progress_meter = diffrax.NoProgressMeter() if progress_meter is None else progress_meter
 
-    if n_ev:
-        n_values = jax.eval_shape(lambda: sys_.values(ts[0], x0, None, None)).shape[1]
-    else:
-        n_values = 1
     hist0 = None
     if use_history:
         hist0 = History(ts=jnp.full((h_len,), jnp.inf, dtype),
                         xs=jnp.zeros((h_len, x0.shape[0]), dtype),
                         fs=jnp.zeros((h_len, x0.shape[0]), dtype),
                         count=jnp.asarray(0), t0=ts[0], x0=x0)
+    if n_ev:
+        # with the history: an event assignment may read delay() (SBML case 01536)
+        n_values = jax.eval_shape(lambda: sys_.values(ts[0], x0, hist0)).shape[1]
+    else:
+        n_values = 1
 
     # -- events ----------------------------------------------------------------------
     def enqueue(q: _Queue, fired, t, x, hist) -> _Queue:
