@@ -4,14 +4,6 @@ import gc
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-# The suite is dominated by XLA compiles of small programs, most run once: LLVM at
-# optimisation level 0 compiles them about a quarter faster, and IEEE semantics are the
-# same (no fast math at any level). Set here, before jax is imported, so the worker
-# processes and the subprocesses that tests start inherit it. Benchmarks, examples run
-# by hand and users keep XLA's defaults; an XLA_FLAGS that names the option wins.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
