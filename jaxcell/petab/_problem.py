@@ -258,5 +258,19 @@ def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float 
         Schmiester et al. (2021). PEtab — Interoperable specification of parameter
         estimation problems in systems biology. PLoS Comput Biol 17:e1008646.
     """
-    return PetabProblem(yaml_path, rtol=rtol, atol=atol, max_steps=max_steps,
-                        max_segments=max_segments, forward_mode=forward_mode)
+    cls = PetabProblem
+    path = Path(yaml_path)
+    if path.is_file():
+        import yaml
+
+        with open(path) as f:
+            try:
+                spec = yaml.safe_load(f)
+            except yaml.YAMLError as e:
+                raise PetabError(f"{path}: not a valid YAML file: {e}") from None
+        if isinstance(spec, dict) and str(spec.get("format_version", "")).startswith("2"):
+            from ._problem_v2 import PetabV2Problem
+
+            cls = PetabV2Problem
+    return cls(yaml_path, rtol=rtol, atol=atol, max_steps=max_steps,
+               max_segments=max_segments, forward_mode=forward_mode)

@@ -167,8 +167,9 @@ class Env:
     """
 
     def __init__(self, st: Structure, mode: str, *, t, p=None, x=None, c=None,
-                 history=None, dtype=None, frozen=None, past=False):
+                 history=None, dtype=None, frozen=None, past=False, externals=()):
         self.st = st
+        self.externals = externals  # callables of ("op", "extern", k, j, *inputs) nodes
         self.mode = mode
         self.t = t
         self.p = p
@@ -379,6 +380,8 @@ class Env:
             return self.value(name)
         if tag == "op":
             op = tree[1]
+            if op == "extern":
+                return self._extern(tree, scope, memo)
             if self.frozen is not None:
                 if op == "piecewise":
                     return self._piecewise_frozen(tree, scope, memo)
@@ -417,6 +420,26 @@ class Env:
             return self._delay(tree, scope)
         raise SBMLError(f"unknown expression node {tag!r}")
 
+    def _extern(self, tree, scope, memo):
+        """``("op", "extern", ("num", k), ("num", j), *inputs)``: output ``j`` of the
+        external function ``k`` (a neural network set by PEtab SciML) of the inputs'
+        values; evaluated once per evaluation for the same inputs."""
+        k, j = int(tree[2][1]), int(tree[3][1])
+        if k >= len(self.externals):
+            raise SBMLError(f"{self.st.ir.source}: an external function (#{k}) is used but "
+                            "none is attached to the model.")
+
+        def compute():
+            xs = [_num(self.evaluate(a, scope, memo)) for a in tree[4:]]
+            x = jnp.stack([jnp.asarray(v, self.dtype) for v in xs]) if xs \
+                else jnp.zeros((0,), self.dtype)
+            return jnp.ravel(self.externals[k](x))
+
+        if scope is not None or not memo:
+            return compute()[j]
+        return self._memo(("x", (k, tree[4:])), compute,
+                          "an external function depends on its own output")[j]
+
     def _piecewise_frozen(self, tree, scope, memo):
         kids = tree[2:]
         xs = []
@@ -433,14 +456,16 @@ class Env:
         state. Before the start (a delayed expression) the state is at rest: 0."""
         if self.past:
             return jnp.zeros((), self.dtype)
-        dyn = Env(self.st, "dynamic", t=self.t, p=self.p, dtype=self.dtype)
+        dyn = Env(self.st, "dynamic", t=self.t, p=self.p, dtype=self.dtype,
+                  externals=self.externals)
         dyn.initial = self  # values come lazily from the initial definitions
         return dyn.rate_of(name)
 
     def _before_start(self, tree, scope, t_past):
         # Before the start, variables follow their initial definitions evaluated at the
         # earlier time (initial assignments may depend on time) and do not change.
-        past = Env(self.st, "initial", t=t_past, p=self.p, dtype=self.dtype, past=True)
+        past = Env(self.st, "initial", t=t_past, p=self.p, dtype=self.dtype, past=True,
+                   externals=self.externals)
         return _num(past.evaluate(tree, scope))
 
     def _delay(self, tree, scope):
@@ -452,7 +477,7 @@ class Env:
             raise SBMLUnsupportedError("delay() outside simulate_sbml (no history)")
         x_past = self.history(t_past)
         past = Env(self.st, "dynamic", t=t_past, p=self.p, x=x_past, c=self.c,
-                   history=self.history, dtype=self.dtype)
+                   history=self.history, dtype=self.dtype, externals=self.externals)
         now = _num(self.evaluate(tree[1], scope))
         before = self._before_start(tree[1], scope, t_past)
         value = jnp.where(t_past < self.history.t0, before, _num(past.evaluate(tree[1], scope)))

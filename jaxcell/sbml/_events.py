@@ -192,7 +192,8 @@ def env_factory(model, c, history, dtype):
         ev = helper.get("ev")
         frozen = None if ev is None else ev.frozen(z)
         return Env(model.structure, "dynamic", t=t, p=model.params, x=x, c=c,
-                   history=history, dtype=dtype, frozen=frozen)
+                   history=history, dtype=dtype, frozen=frozen,
+                   externals=model.externals)
 
     events = SBMLEvents(model.structure, make_env)
     helper["ev"] = events

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from collections.abc import Mapping
 
@@ -52,11 +54,13 @@ class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
     cells: int | None = eqx.field(static=True)
     consts: Array | None
     start: Array | None
+    externals: tuple
 
     def __init__(self, structure: Structure, *, name: str | None = None,
                  scale: str = "molecular", parameters: Mapping[str, ArrayLike] | None = None,
-                 cells: int | None = None):
+                 cells: int | None = None, externals: tuple = ()):
         self.structure = structure
+        self.externals = tuple(externals)
         self.name = name or structure.ir.id
         self.scale = scale
         values = dict(structure.default_parameters)
@@ -70,6 +74,36 @@ class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
         self.cells = cells
         self.consts = None
         self.start = None
+
+    def with_external_rules(self, rules: Mapping[str, tuple],
+                            externals: tuple) -> SBMLModel:
+        """The model with some symbols computed by external functions (the neural
+        networks of a PEtab SciML problem) instead of their fixed values: ``rules`` maps
+        a parameter id to an expression tree that may hold
+        ``("op", "extern", ("num", k), ("num", j), *inputs)`` nodes (output ``j`` of
+        ``externals[k]`` applied to the stacked input values). The symbols become
+        assignment rules evaluated wherever the right-hand side needs them.
+
+        Raises:
+            SBMLError: a target is not a parameter of the model, or already has a rule.
+        """
+        ir = self.structure.ir
+        symbols = {s.id: s for s in ir.symbols}
+        for target in rules:
+            sym = symbols.get(target)
+            if sym is None or sym.kind not in ("parameter", "compartment"):
+                raise SBMLError(f"{ir.source}: {target!r} cannot be set by a network: it "
+                                "is not a parameter of the model.")
+            if target in dict(ir.assignment_rules) or target in dict(ir.rate_rules):
+                raise SBMLError(f"{ir.source}: {target!r} cannot be set by a network: it "
+                                "already has a rule.")
+        new_symbols = tuple(dataclasses.replace(s, constant=False) if s.id in rules else s
+                            for s in ir.symbols)
+        new_ir = dataclasses.replace(
+            ir, symbols=new_symbols,
+            assignment_rules=ir.assignment_rules + tuple(rules.items()))
+        return SBMLModel(Structure(new_ir), name=self.name, scale=self.scale,
+                         parameters=self.params, cells=self.cells, externals=externals)
 
     def per_cell(self, n_cells: int) -> SBMLModel:
         """The same model in each of ``n_cells`` cells: the state becomes
@@ -278,7 +312,8 @@ class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
     def initialize(self, t0: ArrayLike = 0.0) -> tuple[Array, Array]:
         """Initial stored state ``x0`` and the constants ``c`` (after initial assignments)."""
         st = self.structure
-        env = Env(st, "initial", t=t0, p=self.params, dtype=self._dtype())
+        env = Env(st, "initial", t=t0, p=self.params, dtype=self._dtype(),
+                  externals=self.externals)
         x0 = jnp.stack([env.stored(k) for k in st.state_ids]) if st.state_ids \
             else jnp.zeros((0,), self._dtype())
         c = jnp.stack([env.value(k) for k in st.const_ids]) if st.const_ids \
@@ -288,7 +323,8 @@ class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
     def env(self, t, x, c, history=None, frozen=None) -> Env:
         """An expression evaluator at time ``t``, state ``x`` and constants ``c``."""
         return Env(self.structure, "dynamic", t=t, p=self.params, x=x, c=c,
-                   history=history, dtype=x.dtype, frozen=frozen)
+                   history=history, dtype=x.dtype, frozen=frozen,
+                   externals=self.externals)
 
     def derivative(self, t, x, c, history=None, frozen=None) -> Array:
         """d(state)/dt at time ``t``, state ``x`` and constants ``c``."""
