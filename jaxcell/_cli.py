@@ -339,7 +339,9 @@ def _fit(args: argparse.Namespace) -> int:
 
     try:
         with stage(f"Reading {args.problem}"):
-            problem = load_petab(args.problem, forward_mode=True)
+            problem = load_petab(args.problem, forward_mode=args.mode != "reverse")
+            if args.mode is None and getattr(problem, "sciml", None) is not None:
+                problem = load_petab(args.problem, forward_mode=False)
     except (JaxcellError, OSError) as e:
         return _fail(str(e))
     objective = petab_objective(problem)
@@ -378,9 +380,21 @@ def _fit(args: argparse.Namespace) -> int:
     lo, hi = objective.parameters.bounds
     print(f"  {'parameter':24s} {'scale':6s} {'value':>12s} {'lower':>10s} {'upper':>10s}")
     lin = {"lin": lambda v: v, "log": np.exp, "log10": lambda v: 10.0 ** v}
-    for j, (name, sc) in enumerate(zip(problem.parameter_ids, problem.parameter_scales)):
+    n_mech = len(getattr(problem, "mechanistic_ids", problem.parameter_ids))
+    for j, (name, sc) in enumerate(zip(problem.parameter_ids[:n_mech],
+                                       problem.parameter_scales)):
         print(f"  {name:24s} {sc:6s} {result.values[name]:12.6g} {lin[sc](lo[j]):10.3g} "
               f"{lin[sc](hi[j]):10.3g}")
+    if getattr(problem, "sciml", None) is not None:
+        from .neural import network_arrays, write_network_arrays
+
+        nets = problem.networks(result.x)
+        for nid, net in nets.items():
+            arrays = network_arrays(net)
+            size = sum(int(np.size(a)) for a in arrays.values())
+            norm = float(np.sqrt(sum(float(np.sum(np.asarray(a) ** 2))
+                                     for a in arrays.values())))
+            print(f"  network {nid}: {size} weights, |w| = {norm:.4g}")
     try:
         os.makedirs(args.out, exist_ok=True)
         out = {
@@ -396,6 +410,10 @@ def _fit(args: argparse.Namespace) -> int:
         }
         with open(os.path.join(args.out, "fit.json"), "w") as f:
             json.dump(out, f, indent=1)
+        if getattr(problem, "sciml", None) is not None:
+            # the trained networks in the PEtab SciML array format (PyTorch layout)
+            write_network_arrays(os.path.join(args.out, "networks_fitted.hdf5"),
+                                 {nid: network_arrays(net) for nid, net in nets.items()})
         if not args.no_plot:
             _plot_fit(args.out, problem, objective, result.x)
     except OSError as e:
@@ -413,15 +431,23 @@ def _plot_fit(out_dir: str, problem, objective, x) -> None:
     import matplotlib.pyplot as plt
 
     groups, _ = problem._predictions(jnp.asarray(x))
-    for o, y, h, _ in groups:
+    curves = problem.observable_curves(x)
+    for o, y, h, sigma in groups:
         conds = sorted(set(int(c) for c in o["cond"]))
         fig, axes = plt.subplots(1, len(conds), figsize=(4.5 * len(conds), 3.5),
                                  squeeze=False)
         for ax, ci in zip(axes[0], conds):
             sel = np.asarray(o["cond"]) == ci
             t, order = np.asarray(o["t"])[sel], np.argsort(np.asarray(o["t"])[sel])
-            ax.plot(t, np.asarray(y)[sel], "o", ms=4, label="measured")
-            ax.plot(t[order], np.asarray(h)[sel][order], "-", label="fit")
+            sig = np.broadcast_to(np.asarray(sigma), np.shape(y))[sel]
+            if o["trans"] == "lin":  # sigma is in the units of the data
+                ax.errorbar(t, np.asarray(y)[sel], yerr=sig, fmt="o", ms=4, capsize=2,
+                            label="measured ± σ")
+            else:
+                ax.plot(t, np.asarray(y)[sel], "o", ms=4, label="measured")
+            tf, hf = curves[o["id"]][ci]
+            ax.plot(tf, hf, "-", label="fit")
+            del order
             pre, sim = problem.conditions[ci]
             ax.set_title(sim if pre is None else f"{pre} -> {sim}", fontsize="small")
             ax.set_xlabel("time")
@@ -476,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fitp = sub.add_parser(
         "fit", help="fit a PEtab problem by multistart local optimisation",
-        description="Fit a PEtab (v1) problem: local optimisations (Levenberg-Marquardt "
+        description="Fit a PEtab problem (v1, v2 or PEtab SciML with neural networks): local optimisations (Levenberg-Marquardt "
                     "for normal noise, else BFGS) from starts uniform within the bounds "
                     "on the parameter scale. Prints a summary and writes DIR/fit.json "
                     "and one PNG per observable (measurements and fit per condition).")
@@ -487,6 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--max-steps", type=int, default=300,
                       help="maximum iterations per start (300)")
     fitp.add_argument("--no-plot", action="store_true", help="skip the PNGs")
+    mode = fitp.add_mutually_exclusive_group()
+    mode.add_argument("--forward-mode", dest="mode", action="store_const", const="forward",
+                      help="differentiate the simulations in forward mode (the default "
+                           "for problems without networks: few parameters, "
+                           "Levenberg-Marquardt's Jacobian)")
+    mode.add_argument("--reverse-mode", dest="mode", action="store_const", const="reverse",
+                      help="differentiate in reverse mode (the default for PEtab SciML "
+                           "problems: many network weights)")
     fitp.set_defaults(func=_fit)
     return parser
 

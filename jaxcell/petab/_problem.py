@@ -114,7 +114,8 @@ class PetabProblem(PetabTables):
     def _values(self, src, const, p):
         return jnp.where(src >= 0, p[jnp.clip(src, 0)], const)
 
-    def _simulate_impl(self, x):
+    def _simulate_impl(self, x, ts=None):
+        ts = jnp.asarray(self._ts if ts is None else ts)
         p = self._p_all(x)
         n_state = len(self.model.state_ids)
         if self._pre_ids:
@@ -129,7 +130,7 @@ class PetabProblem(PetabTables):
             x_pre = jnp.zeros((len(self.conditions), n_state))
         sim_vals = self._values(self._sim_src, self._sim_const, p)
         return jax.lax.map(lambda a: self._simulate_one(*a),
-                           (sim_vals, jnp.asarray(self._ts), x_pre, jnp.asarray(self._mask)))
+                           (sim_vals, ts, x_pre, jnp.asarray(self._mask)))
 
     def _predictions(self, x):
         """``([(observable, y, h, sigma), ...], status)``: for each observable group its
@@ -198,6 +199,47 @@ class PetabProblem(PetabTables):
         outs, status = jax.jit(self._simulate_impl)(jnp.asarray(x, dtype=float))
         return {c: (np.asarray(self._times[i]), np.asarray(outs[i, :len(self._times[i])]),
                     int(status._value[i])) for i, c in enumerate(self.conditions)}
+
+    def observable_curves(self, x: ArrayLike, points: int = 200) -> dict:
+        """Every observable on a fine time grid: ``{observableId: {condition index: (t,
+        h)}}`` for the conditions where it is measured, from 0 to the last measurement
+        (``points`` times), with the placeholder values of its first measurement in
+        that condition. For plots of fits against data."""
+        x = jnp.asarray(x, dtype=float)
+        t_end = [max(ts) if max(ts) > 0 else 1.0 for ts in self._times]
+        fine = np.stack([np.linspace(0.0, te, int(points)) for te in t_end])
+        outs, _ = jax.jit(lambda x, ts: self._simulate_impl(x, ts))(x, jnp.asarray(fine))
+        p = self._p_all(x)
+        nets = self._curve_context(x)
+        curves = {}
+        for o in self._observables:
+            per = {}
+            for ci in sorted(set(int(c) for c in o["cond"])):
+                k = int(np.flatnonzero(np.asarray(o["cond"]) == ci)[0])
+                ph = self._values(o["osrc"][k], o["oconst"][k], p)
+
+                def h(out, t, ph=ph, o=o, ci=ci):
+                    return o["obs"]({"out": out, "ph": ph, "p": p, "t": t,
+                                     **nets(ci)})
+
+                per[ci] = (fine[ci], np.asarray(jax.vmap(h)(outs[ci], jnp.asarray(fine[ci]))))
+            curves[o["id"]] = per
+        return curves
+
+    def _curve_context(self, x):
+        """Extra entries of a formula's environment at ``x`` for condition ``ci``."""
+        return lambda ci: {}
+
+    def simulated_measurements(self, x: ArrayLike) -> np.ndarray:
+        """The simulated observable of every measurement at ``x``, in the order of the
+        measurement table (what PEtab tools report as the simulation table)."""
+        hs = jax.jit(lambda x: tuple(g[2] for g in self._predictions(x)[0]))(
+            jnp.asarray(x, dtype=float))
+        n = sum(len(o["y"]) for o in self._observables)
+        out = np.full(n, np.nan)
+        for o, h in zip(self._observables, hs):
+            out[o["row"]] = np.asarray(h)
+        return out
 
     def __repr__(self) -> str:
         n_meas = sum(len(o["y"]) for o in self._observables)

@@ -202,9 +202,16 @@ class PetabV2Problem(PetabProblem):
         return out
 
     # -- simulation and likelihood ------------------------------------------------------------
-    def _simulate_impl(self, x):
+    def _curve_context(self, x):
         if self.sciml is None:
-            return super()._simulate_impl(x)
+            return super()._curve_context(x)
+        nets = self.networks(x)
+        return lambda ci: {"nets": self._condition_nets(nets, ci)}
+
+    def _simulate_impl(self, x, ts=None):
+        if self.sciml is None:
+            return super()._simulate_impl(x, ts)
+        ts = jnp.asarray(self._ts if ts is None else ts)
         p = self._p_all(x)
         nets = self.networks(x)
         n = len(self.conditions)
@@ -222,8 +229,7 @@ class PetabV2Problem(PetabProblem):
             return self._run(m, ts, jnp.zeros(len(m.state_ids)), mask)
 
         return jax.lax.map(lambda a: one(*a),
-                           (jnp.arange(n), sim_vals, jnp.asarray(self._ts),
-                            jnp.asarray(self._mask)))
+                           (jnp.arange(n), sim_vals, ts, jnp.asarray(self._mask)))
 
     def _run(self, m, ts, x_pre, mask):
         import diffrax

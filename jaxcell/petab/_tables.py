@@ -339,13 +339,14 @@ class PetabTables:
                                          f"{ofile}, observableFormula of {oid!r}")
             noise_f, n_noise = self._formula(o["noiseFormula"], oid, "noise", outputs,
                                              f"{ofile}, noiseFormula of {oid!r}")
-            arrays = {"cond": [], "tix": [], "t": [], "y": []}
+            arrays = {"cond": [], "tix": [], "t": [], "y": [], "row": []}
             over = {"observable": ([], []), "noise": ([], [])}
             for i, r, ci, t in mine:
                 arrays["cond"].append(ci)
                 arrays["tix"].append(self._times[ci].index(t))
                 arrays["t"].append(t)
                 arrays["y"].append(float(r["measurement"]))
+                arrays["row"].append(i)
                 for kind, n in (("observable", n_obs), ("noise", n_noise)):
                     col = f"{kind}Parameters"
                     raw = r[col] if col in mdf.columns else None
@@ -365,6 +366,7 @@ class PetabTables:
                 "id": oid, "trans": trans, "dist": dist, "obs": obs_f, "noise": noise_f,
                 "cond": np.asarray(arrays["cond"], int), "tix": np.asarray(arrays["tix"], int),
                 "t": np.asarray(arrays["t"]), "y": np.asarray(arrays["y"]),
+                "row": np.asarray(arrays["row"], int),
                 "osrc": np.asarray(over["observable"][0], int).reshape(m, n_obs),
                 "oconst": np.asarray(over["observable"][1], float).reshape(m, n_obs),
                 "nsrc": np.asarray(over["noise"][0], int).reshape(m, n_noise),
