@@ -18,12 +18,15 @@ from jaxtyping import Array, ArrayLike
 from .._errors import InferenceError
 from ._forward import forward_only as _forward_only
 from ._levenberg_marquardt import LevenbergMarquardt
-from ._objective import AbstractBoundedObjective, AbstractObjective
+from ._objective import (AbstractBoundedObjective, AbstractObjective,
+                         AbstractStochasticObjective)
 
 logger = logging.getLogger("jaxcell.inference")
 #: weight of the bound penalty of an :class:`AbstractBoundedObjective` for unconstrained
 #: optimisers: ``(W · distance)² / 2`` outside the bounds.
 _BOUND_WEIGHT = 1e4
+#: above this many coordinates the default method is L-BFGS (no dense n×n matrices).
+_LM_MAX = 200
 
 
 def as_objective(objective: Any, caller: str) -> AbstractObjective:
@@ -63,6 +66,19 @@ class _Problem(eqx.Module):
         bounds (zero within them)."""
         x = self.full(xr)
         value = self.objective.nll(x)
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            violation = _BOUND_WEIGHT * (jnp.maximum(x - hi, 0.0) + jnp.maximum(lo - x, 0.0))
+            value = value + 0.5 * jnp.sum(violation**2)
+        return value
+
+    def train_nll(self, xr: Array, step: Array) -> Array:
+        """What a stochastic (optax) step minimises: the objective's minibatch nll
+        for step ``step`` (:class:`AbstractStochasticObjective`), else :meth:`nll`."""
+        if not isinstance(self.objective, AbstractStochasticObjective):
+            return self.nll(xr)
+        x = self.full(xr)
+        value = self.objective.stochastic_nll(x, step)
         if self.bounds is not None:
             lo, hi = self.bounds
             violation = _BOUND_WEIGHT * (jnp.maximum(x - hi, 0.0) + jnp.maximum(lo - x, 0.0))
@@ -129,11 +145,35 @@ def _optx_step_impl(solver, fn, problem, x, state, options):
     return x, state, done, result == optx.RESULTS.successful, loss
 
 
-def _optax_step_impl(opt, problem, x, opt_state):
-    nll = _forward_only(problem.nll) if problem.forward_mode else problem.nll
-    value, grad = jax.value_and_grad(nll)(x)
-    updates, opt_state = opt.update(grad, opt_state, x)
+def _optax_step_impl(opt, problem, x, opt_state, k, from_state):
+    def nll(z):
+        return problem.train_nll(z, k)
+
+    nll = _forward_only(nll) if problem.forward_mode else nll
+    if from_state:  # L-BFGS: reuse the value and gradient its line search computed
+        value, grad = optax.value_and_grad_from_state(nll)(x, state=opt_state)
+    else:
+        value, grad = jax.value_and_grad(nll)(x)
+    updates, opt_state = opt.update(grad, opt_state, x, value=value, grad=grad,
+                                    value_fn=nll)
     return optax.apply_updates(x, updates), opt_state, value, jnp.max(jnp.abs(grad))
+
+
+def _strong(tree):
+    """``tree`` with weakly typed arrays made strongly typed: optax's initial states
+    (L-BFGS's counters and scalars) hold weak scalars that its updates return strong,
+    which would otherwise recompile the step once."""
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a, dtype=a.dtype) if eqx.is_array(a) else a, tree)
+
+
+def _has_value_state(state) -> bool:
+    """Whether an optax state carries its line search's value and gradient."""
+    try:
+        return bool(optax.tree_utils.tree_get_all_with_path(state, "value")) and bool(
+            optax.tree_utils.tree_get_all_with_path(state, "grad"))
+    except Exception:  # noqa: BLE001 - any unusual state: compute them afresh
+        return False
 
 
 def _residuals_and_jacobian(problem):
@@ -203,9 +243,9 @@ def _optx_step_batch(solver, fn, problem, xs, states, active, options):
 
 
 @eqx.filter_jit
-def _optax_step_batch(opt, problem, xs, states, active):
+def _optax_step_batch(opt, problem, xs, states, active, k, from_state):
     xn, sn, v, gmax = eqx.filter_vmap(
-        lambda x, st: _optax_step_impl(opt, problem, x, st))(xs, states)
+        lambda x, st: _optax_step_impl(opt, problem, x, st, k, from_state))(xs, states)
     return _freeze(active, xn, xs), _freeze(active, sn, states), v, gmax
 
 
@@ -224,6 +264,10 @@ class StartResult:
     converged: bool
     steps: int
     history: tuple[float, ...]
+    #: the validation objective along the iterations (with ``validation=``).
+    validation: tuple[float, ...] = ()
+    #: its best value, reached at ``x`` (with ``validation=``).
+    validation_value: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +276,9 @@ class FitResult:
 
     Attributes:
         x: best point on the search scale.
-        values: best natural-scale values ``{name: float}``.
+        values: best natural-scale values ``{name: value}``: a float per scalar
+            parameter, the pytree (e.g. the trained network) of each
+            :class:`Weights` item.
         value: the objective (negative log-likelihood) there.
         converged: whether the best start met the solver's convergence test.
         starts: every :class:`StartResult`, in start order.
@@ -257,13 +303,17 @@ class FitResult:
 def default_method(objective: AbstractObjective) -> Any:
     """:class:`LevenbergMarquardt` for least-squares objectives
     (:attr:`AbstractObjective.is_least_squares`), else :class:`optimistix.BFGS` (both
-    with ``rtol = atol = 1e-8``).
+    with ``rtol = atol = 1e-8``); for more than 200 coordinates (networks), where a
+    dense Jacobian or Hessian approximation no longer pays, ``optax.lbfgs()`` (limited
+    memory, compiled once).
 
     Raises:
         InferenceError: ``objective`` is not an :class:`AbstractObjective` (or a
             :class:`jaxcell.petab.PetabProblem`).
     """
     objective = as_objective(objective, "default_method")
+    if len(objective.parameters) > _LM_MAX:
+        return optax.lbfgs()
     if objective.is_least_squares:
         return LevenbergMarquardt(rtol=1e-8, atol=1e-8)
     return optx.BFGS(rtol=1e-8, atol=1e-8)
@@ -293,20 +343,23 @@ def _steppers(problem, method, options, batch):
     ``value`` is the objective before (optax) or after (optimistix) the step and
     ``small`` the optax gradient test."""
     if isinstance(method, optax.GradientTransformation):
+        opt = optax.with_extra_args_support(method)
+        from_state = _has_value_state(opt.init(jnp.zeros(len(problem.free))))
         if batch:
             def init(X):
-                return jax.vmap(method.init)(X)
+                return _strong(jax.vmap(opt.init)(X))
 
-            def step(X, S, active):
-                X, S, v, g = _optax_step_batch(method, problem, X, S, jnp.asarray(active))
+            def step(X, S, active, k):
+                X, S, v, g = _optax_step_batch(opt, problem, X, S, jnp.asarray(active),
+                                               jnp.asarray(k), from_state)
                 v, g = np.asarray(v), np.asarray(g)
                 return X, S, np.zeros(len(v), bool), np.zeros(len(v), bool), v, g < 1e-8
         else:
             def init(X):
-                return method.init(X[0])
+                return _strong(opt.init(X[0]))
 
-            def step(X, S, active):
-                x, S, v, g = _optax_step(method, problem, X[0], S)
+            def step(X, S, active, k):
+                x, S, v, g = _optax_step(opt, problem, X[0], S, jnp.asarray(k), from_state)
                 return (x[None], S, np.zeros(1, bool), np.zeros(1, bool),
                         np.asarray([float(v)]), np.asarray([float(g) < 1e-8]))
         return init, step
@@ -317,7 +370,7 @@ def _steppers(problem, method, options, batch):
             def init(X):
                 return _lm_init_batch(method, problem, X)
 
-            def step(X, S, active):
+            def step(X, S, active, k):
                 S, done, ok = _lm_step_batch(method, problem, S, jnp.asarray(active))
                 v = np.asarray(S.loss) + const
                 return S.x, S, np.asarray(done), np.asarray(ok), v, np.zeros(len(v), bool)
@@ -325,7 +378,7 @@ def _steppers(problem, method, options, batch):
             def init(X):
                 return _lm_init(method, problem, X[0])
 
-            def step(X, S, active):
+            def step(X, S, active, k):
                 S, done, ok = _lm_step(method, problem, S)
                 return (S.x.reshape(1, n), S, np.asarray([bool(done)]),
                         np.asarray([bool(ok)]), np.asarray([float(S.loss) + const]),
@@ -341,7 +394,7 @@ def _steppers(problem, method, options, batch):
         def init(X):
             return _optx_init_batch(method, fn, problem, X, options)
 
-        def step(X, S, active):
+        def step(X, S, active, k):
             X, S, done, ok, loss = _optx_step_batch(method, fn, problem, X, S,
                                                     jnp.asarray(active), options)
             v = np.asarray(loss) + const
@@ -350,72 +403,157 @@ def _steppers(problem, method, options, batch):
         def init(X):
             return _optx_init(method, fn, problem, X[0], options)
 
-        def step(X, S, active):
+        def step(X, S, active, k):
             x, S, done, ok, loss = _optx_step(method, fn, problem, X[0], S, options)
             return (x[None], S, np.asarray([bool(done)]), np.asarray([bool(ok)]),
                     np.asarray([float(loss) + const]), np.zeros(1, bool))
     return init, step
 
 
-def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, batch):
+class _Validation(eqx.Module):
+    """A held-out objective evaluated at the training coordinates ``idx``."""
+
+    objective: AbstractObjective
+    idx: tuple[int, ...] = eqx.field(static=True)
+
+    def nll(self, x_full: Array) -> Array:
+        return self.objective.nll(x_full[np.asarray(self.idx, dtype=int)])
+
+
+@eqx.filter_jit
+def _val_nll(validation, problem, x):
+    return validation.nll(problem.full(x))
+
+
+@eqx.filter_jit
+def _val_nll_batch(validation, problem, xs):
+    return jax.vmap(lambda x: validation.nll(problem.full(x)))(xs)
+
+
+@dataclasses.dataclass
+class _Loop:
+    """The bookkeeping of :func:`_run_group` between iterations (numpy, host side): what
+    a checkpoint of a long optax run stores besides the iterate and optimiser state."""
+
+    k: int
+    history: list[list[float]]
+    moved: list[list[float]]
+    best_x: list[np.ndarray]
+    best_v: np.ndarray
+    converged: np.ndarray
+    steps: np.ndarray
+    active: np.ndarray
+    quiet: np.ndarray
+    prev: np.ndarray
+    val_history: list[list[float]]
+    val_best_x: list[np.ndarray]
+    val_best_v: np.ndarray
+    val_since: np.ndarray
+
+
+def _new_loop(X0, v0, validation_values) -> _Loop:
+    B = X0.shape[0]
+    vv = (np.full(B, np.inf) if validation_values is None else validation_values)
+    return _Loop(0, [[float(v)] for v in v0], [[float(v)] for v in v0],
+                 [np.asarray(X0[i]) for i in range(B)], v0.copy(), np.zeros(B, bool),
+                 np.zeros(B, int), np.ones(B, bool), np.zeros(B, int), v0.copy(),
+                 [[] if validation_values is None else [float(vv[i])] for i in range(B)],
+                 [np.asarray(X0[i]) for i in range(B)], np.asarray(vv, float).copy(),
+                 np.zeros(B, int))
+
+
+def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, batch,
+               validation=None, patience=None, validate_every=1, hook=None, resume=None):
     """Optimise the starts ``X0`` (rows, reduced coordinates) together; returns one
-    ``(x, value, converged, steps, history)`` per start."""
+    ``(x, value, converged, steps, history, validation_history, validation_value)`` per
+    start.
+
+    ``validation`` (a :class:`_Validation`) is evaluated every ``validate_every``
+    iterations; a start stops after ``patience`` evaluations without improvement and
+    returns its validation-best iterate. ``hook(loop, X, S)`` is called after every
+    iteration (checkpoints); ``resume=(loop, X, S)`` continues such a run."""
     B = X0.shape[0]
     if len(problem.free) == 0:
-        return [(X0[i], float(problem.nll(X0[i])), True, 0, (float(problem.nll(X0[i])),))
-                for i in range(B)]
+        return [(X0[i], float(problem.nll(X0[i])), True, 0, (float(problem.nll(X0[i])),),
+                 (), None) for i in range(B)]
     is_optax = isinstance(method, optax.GradientTransformation)
-    v0 = np.asarray(_nll_batch(problem, X0)) if batch else np.asarray(
-        [float(_nll_jit(problem, X0[0]))])
-    history = [[float(v)] for v in v0]
-    moved = [[float(v)] for v in v0]  # values after accepted (value-changing) steps
-    best_x, best_v = [X0[i] for i in range(B)], v0.copy()
-    converged, steps = np.zeros(B, bool), np.zeros(B, int)
-    active = np.ones(B, bool)
-    quiet, prev = np.zeros(B, int), v0.copy()
+
+    def val_values(X):
+        if validation is None:
+            return None
+        if batch:
+            return np.asarray(_val_nll_batch(validation, problem, X))
+        return np.asarray([float(_val_nll(validation, problem, X[0]))])
+
     window = 10 if is_optax else 5
     tol = ftol if ftol else (1e-10 if is_optax else 0.0)
     init, step = _steppers(problem, method, options, batch)
-    X, S = X0, init(X0)
-    for k in range(1, max_steps + 1):
+    if resume is None:
+        v0 = np.asarray(_nll_batch(problem, X0)) if batch else np.asarray(
+            [float(_nll_jit(problem, X0[0]))])
+        L = _new_loop(X0, v0, val_values(X0))
+        X, S = X0, init(X0)
+    else:
+        L, X, S = resume
+    while L.k < max_steps and L.active.any():
+        k = L.k + 1
         X_before = X
-        X, S, done, ok, v, small = step(X, S, active)
-        for i in np.nonzero(active)[0]:
-            steps[i] = k
+        X, S, done, ok, v, small = step(X, S, L.active, L.k)
+        check = validation is not None and k % validate_every == 0
+        vv = val_values(X) if check else None
+        for i in np.nonzero(L.active)[0]:
+            L.steps[i] = k
             if is_optax:
                 if k > 1:
-                    history[i].append(float(v[i]))
-                if np.isfinite(v[i]) and v[i] <= best_v[i]:
-                    best_x[i], best_v[i] = X_before[i], v[i]
-                flat = abs(prev[i] - v[i]) <= tol * (1 + abs(v[i])) or small[i]
-                quiet[i] = quiet[i] + 1 if flat and k > 1 else 0
-                prev[i] = v[i]
-                stop = quiet[i] >= window
-                converged[i] = stop
+                    L.history[i].append(float(v[i]))
+                if np.isfinite(v[i]) and v[i] <= L.best_v[i]:
+                    L.best_x[i], L.best_v[i] = np.asarray(X_before[i]), v[i]
+                flat = abs(L.prev[i] - v[i]) <= tol * (1 + abs(v[i])) or small[i]
+                L.quiet[i] = L.quiet[i] + 1 if flat and k > 1 else 0
+                L.prev[i] = v[i]
+                stop = L.quiet[i] >= window
+                L.converged[i] = stop
             else:
-                if v[i] != history[i][-1]:  # an accepted step
-                    moved[i].append(float(v[i]))
-                history[i].append(float(v[i]))
-                h = moved[i]
+                if v[i] != L.history[i][-1]:  # an accepted step
+                    L.moved[i].append(float(v[i]))
+                L.history[i].append(float(v[i]))
+                h = L.moved[i]
                 stalled = (tol > 0 and len(h) > window and np.isfinite(h[-1])
                            and h[-window - 1] - h[-1] <= tol * (1 + abs(h[-1])))
                 stop = bool(done[i]) or stalled
-                converged[i] = bool(ok[i]) if done[i] else stalled
+                L.converged[i] = bool(ok[i]) if done[i] else stalled
+            if check:
+                L.val_history[i].append(float(vv[i]))
+                if np.isfinite(vv[i]) and vv[i] < L.val_best_v[i]:
+                    L.val_best_v[i], L.val_best_x[i] = vv[i], np.asarray(X[i])
+                    L.val_since[i] = 0
+                else:
+                    L.val_since[i] += 1
+                if patience is not None and L.val_since[i] >= patience:
+                    stop = True
             if callback is not None:
                 callback(offset + i, k, float(v[i]))
             if stop:
-                active[i] = False
-        if not active.any():
-            break
+                L.active[i] = False
+        L.k = k
+        if hook is not None:
+            hook(L, X, S)
     v_last = np.asarray(_nll_batch(problem, X)) if batch else np.asarray(
         [float(_nll_jit(problem, X[0]))])
     out = []
     for i in range(B):
-        better = np.isfinite(v_last[i]) and v_last[i] <= best_v[i]
-        if better or (not is_optax and (not np.isfinite(best_v[i]) or converged[i])):
-            best_x[i], best_v[i] = X[i], v_last[i]
-        out.append((best_x[i], float(best_v[i]), bool(converged[i]), int(steps[i]),
-                    tuple(history[i])))
+        if validation is not None:
+            x = L.val_best_x[i]
+            value = float(_nll_jit(problem, jnp.asarray(x)))
+            out.append((x, value, bool(L.converged[i]), int(L.steps[i]),
+                        tuple(L.history[i]), tuple(L.val_history[i]),
+                        float(L.val_best_v[i])))
+            continue
+        better = np.isfinite(v_last[i]) and v_last[i] <= L.best_v[i]
+        if better or (not is_optax and (not np.isfinite(L.best_v[i]) or L.converged[i])):
+            L.best_x[i], L.best_v[i] = np.asarray(X[i]), v_last[i]
+        out.append((L.best_x[i], float(L.best_v[i]), bool(L.converged[i]), int(L.steps[i]),
+                    tuple(L.history[i]), (), None))
     return out
 
 
@@ -465,7 +603,10 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
         key: Any = None, max_steps: int = 500,
         callback: Callable[[int, int, float], None] | None = None,
         ftol: float | None = None, batch: bool = False,
-        _fixed: dict[int, float] | None = None) -> FitResult:
+        validation: AbstractObjective | None = None, patience: int | None = None,
+        validate_every: int = 1,
+        _fixed: dict[int, float] | None = None, _hook: Any = None,
+        _resume: Any = None) -> FitResult:
     """Minimise ``objective.nll`` from one or many starting points.
 
     Each start is a local optimisation driven step by step from Python by one compiled
@@ -525,6 +666,23 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
             (close to fides's absolute 1e-6 at Boehm's scale), else 0 (only the
             solver's own test; 1e-10 for optax).
         batch: run all starts as one ``vmap``-ped batch (see above).
+        validation: a held-out objective (other time windows or conditions) whose
+            coordinates are among this objective's, by name (e.g. the network of a
+            :class:`MultipleShooting` objective); evaluated every ``validate_every``
+            iterations. Each start then returns its iterate with the lowest
+            validation value (:attr:`StartResult.validation_value`), and the best
+            start is the one best on validation.
+        patience: with ``validation``, stop a start after this many evaluations
+            without improvement (early stopping); ``None``: run to the end.
+        validate_every: iterations between validation evaluations.
+
+    **Networks.** :class:`Weights` items (network weights) are coordinates like any
+    other. Optax transformations (``optax.adam``, ``optax.adamw`` with schedules,
+    per-group settings with :func:`group_optimizer`, ``optax.lbfgs()``) are stepped by
+    one compiled function: L-BFGS's line search is given ``value_fn`` and its stored
+    value and gradient are reused, and its initial state is made strongly typed, so
+    no step recompiles. An :class:`AbstractStochasticObjective` (:class:`Minibatch`)
+    is given the step number: each optax step sees its own minibatch.
 
     Returns:
         A :class:`FitResult`.
@@ -533,7 +691,8 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
         InferenceError: ``objective`` is neither an :class:`AbstractObjective` nor a
             PEtab problem; ``starts`` is not a positive count or an array of shape
             ``(n, len(parameters))``; ``method`` is not a supported optimiser, or a
-            least-squares solver for an objective that is not a sum of squares.
+            least-squares solver for an objective that is not a sum of squares;
+            ``validation`` has coordinates this objective lacks; bad ``patience``.
 
     Examples:
         >>> import jaxcell as jc
@@ -561,6 +720,16 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
             raise InferenceError(f"fit: starts must have shape (n, "
                                  f"{len(objective.parameters)}); got {points.shape}.")
     _check_method(problem, method)
+    vproblem = None
+    if validation is not None:
+        vproblem = _validation(objective, validation)
+    if patience is not None and (isinstance(patience, bool) or int(patience) < 1):
+        raise InferenceError(f"fit: patience must be a positive integer; got {patience!r}.")
+    if patience is not None and validation is None:
+        raise InferenceError("fit: patience needs validation= (a held-out objective).")
+    if int(validate_every) < 1:
+        raise InferenceError(f"fit: validate_every must be at least 1; got "
+                             f"{validate_every!r}.")
     options = ({"jac": "fwd" if problem.forward_mode else "bwd"}
                if isinstance(method, optx.AbstractLeastSquaresSolver) else {})
     if ftol is None:
@@ -570,16 +739,45 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
     results = []
     for g in groups:
         g = np.asarray(g)
-        for j, (x, v, ok, steps, hist) in zip(g, _run_group(
+        for j, (x, v, ok, steps, hist, vhist, vbest) in zip(g, _run_group(
                 problem, method, X[g], max_steps, options, callback, int(g[0]), ftol,
-                batch)):
+                batch, vproblem, patience, int(validate_every), _hook, _resume)):
             x_full, v = _projected(problem, x, v)
             results.append(StartResult(np.asarray(problem.full(X[j])), x_full, v, ok, steps,
-                                       hist))
+                                       hist, vhist, vbest))
             logger.info("fit: start %d/%d: nll %.6g after %d steps (%s)", j + 1,
                         len(points), v, steps, "converged" if ok else "not converged")
-    finite = [r for r in results if np.isfinite(r.value)] or results
-    best = min(finite, key=lambda r: r.value)
-    values = {k: float(v) for k, v in objective.parameters.values(best.x).items()}
-    return FitResult(best.x, values, best.value, best.converged, tuple(results),
-                     best.history, method)
+    return _result(objective, results, method)
+
+
+def _result(objective, results, method) -> FitResult:
+    """The :class:`FitResult` of ``results``: the best start (on validation if there
+    was one) with its natural values."""
+    def score(r):
+        return r.validation_value if r.validation_value is not None else r.value
+
+    finite = [r for r in results if np.isfinite(score(r))] or results
+    best = min(finite, key=score)
+    return FitResult(best.x, natural_values(objective.parameters, best.x), best.value,
+                     best.converged, tuple(results), best.history, method)
+
+
+def natural_values(parameters, x) -> dict[str, Any]:
+    """``parameters.values(x)`` with scalars as floats (pytrees kept)."""
+    out = {}
+    for k, v in parameters.values(jnp.asarray(x)).items():
+        out[k] = float(v) if eqx.is_array(v) and v.ndim == 0 else v
+    return out
+
+
+def _validation(objective, validation) -> _Validation:
+    validation = as_objective(validation, "fit (validation)")
+    names = list(objective.parameters.names)
+    vnames = list(validation.parameters.names)
+    missing = [n for n in vnames if n not in names]
+    if missing:
+        raise InferenceError(
+            f"fit: validation has coordinates this objective lacks: {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}; the validation objective's parameters "
+            f"must be among the fitted ones (the same Weights/Parameter names).")
+    return _Validation(validation, tuple(names.index(n) for n in vnames))

@@ -38,7 +38,8 @@ from .._checkpoint_store import (
     to_bytes,
 )
 from .._errors import CheckpointError, InferenceError
-from ._fit import FitResult, StartResult, as_objective, default_method, draw_starts, fit
+from ._fit import (FitResult, StartResult, _result, as_objective, default_method,
+                   draw_starts, fit)
 from ._objective import AbstractObjective
 
 logger = logging.getLogger("jaxcell.inference")
@@ -179,12 +180,7 @@ def fit_checkpointed(
             logger.info("fit_checkpointed: start %d/%d: nll %.6g after %d steps (%s); "
                         "checkpoint %d saved.", i + 1, n, one.value, one.steps,
                         "converged" if one.converged else "not converged", i + 1)
-    # As fit() chooses the best start.
-    finite = [r for r in results if np.isfinite(r.value)] or results
-    best = min(finite, key=lambda r: r.value)
-    values = {k: float(v) for k, v in objective.parameters.values(best.x).items()}
-    return FitResult(best.x, values, best.value, best.converged, tuple(results),
-                     best.history, method)
+    return _result(objective, results, method)  # as fit() chooses the best start
 
 
 # -- the run -------------------------------------------------------------------------------

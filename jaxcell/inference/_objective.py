@@ -128,6 +128,19 @@ class AbstractBoundedObjective(AbstractObjective):
     """
 
 
+class AbstractStochasticObjective(AbstractObjective):
+    """An objective that optax steps of :func:`~jaxcell.inference.fit` see one
+    minibatch at a time (:class:`~jaxcell.inference.Minibatch`): step ``k`` minimises
+    :meth:`stochastic_nll` ``(x, k)``, with fixed shapes, so nothing recompiles.
+    Everything else (:meth:`nll`, the reported values, the other optimisers, validation)
+    uses the full objective."""
+
+    @abc.abstractmethod
+    def stochastic_nll(self, x: ArrayLike, step: ArrayLike) -> Array:
+        """An unbiased estimate of :meth:`nll` from the minibatch of step ``step``
+        (a traced integer). Traceable."""
+
+
 @eqx.filter_jit
 def _value_and_grad_jit(objective: AbstractObjective, x: Array) -> tuple[Array, Array]:
     nll = forward_only(objective.nll) if objective.forward_mode else objective.nll
@@ -180,13 +193,20 @@ class Objective(AbstractObjective):
                                  f"got {type(experiments).__name__}.")
         known = _names_in(model)
         noise_names = {e.noise.sigma_name for e in experiments} - {None}
-        for n in parameters.names:
-            if n not in known and n not in noise_names:
+        for p, lay in zip(parameters.items, parameters.layouts):
+            if lay is not None:
+                if lay.getter is None:
+                    raise InferenceError(
+                        f"Objective: Weights {p.name!r} is not a node of the model (no "
+                        f"process {p.name.partition('.')[0]!r}); address it as "
+                        f"'process.field', e.g. 'interaction.net'.")
+                continue
+            if p.name not in known and p.name not in noise_names:
                 raise InferenceError(
-                    f"Objective: {n!r} is neither a parameter of the model "
+                    f"Objective: {p.name!r} is neither a parameter of the model "
                     f"({sorted(model.parameters())}) nor a noise parameter "
-                    f"({sorted(noise_names)}).")
-        missing = noise_names - set(parameters.names)
+                    f"({sorted(noise_names)}), nor a Weights item ('process.field').")
+        missing = noise_names - set(parameters.item_names)
         if missing:
             raise InferenceError(f"Objective: noise parameters {sorted(missing)} are not "
                                  f"among the free parameters; add them to Parameters.")
@@ -194,7 +214,9 @@ class Objective(AbstractObjective):
         self.parameters = parameters
         self.experiments = experiments
         self.simulate_kwargs = {"throw": False, "max_steps": 4096, **simulate_kwargs}
-        self.model_names = tuple(n for n in parameters.names if n in known)
+        self.model_names = tuple(p.name for p, lay in zip(parameters.items,
+                                                          parameters.layouts)
+                                 if lay is None and p.name in known)
 
     # -- building blocks (traceable) ---------------------------------------------------
     @property
@@ -208,13 +230,11 @@ class Objective(AbstractObjective):
         """Whether ``nll = ||residuals||² / 2 + constant``: every noise model is
         Gaussian (possibly after a log) with a fixed sigma."""
         return all(isinstance(e.noise, AbstractGaussianNoise) and e.noise.sigma_name is None
-                   for e in self.experiments)
+                   for e in self.experiments) and self.parameters.squared_penalties
 
     def _model_with(self, values: Mapping[str, ArrayLike], overrides=None) -> Any:
-        vals = {n: values[n] for n in self.model_names}
-        if overrides:
-            vals.update(overrides)
-        return self.model.replace_parameters(vals) if vals else self.model
+        model = self.parameters.apply(self.model, values, self.model_names)
+        return model.replace_parameters(dict(overrides)) if overrides else model
 
     def predict(self, values: Mapping[str, ArrayLike]) -> list[tuple[Array, Array]]:
         """For each experiment, ``(prediction, success)`` at natural ``values``."""
@@ -237,7 +257,10 @@ class Objective(AbstractObjective):
         return total
 
     def _nll(self, x: Array) -> Array:
-        return -self.log_likelihood(self.parameters.values(x))
+        nll = -self.log_likelihood(self.parameters.values(x))
+        if self.parameters.has_penalty:
+            nll = nll + self.parameters.penalty(x)
+        return nll
 
     def _residuals(self, x: Array) -> Array:
         values = self.parameters.values(x)
@@ -246,6 +269,8 @@ class Objective(AbstractObjective):
             r = e.noise.residual(y, e.data, e.sigma(values))
             r = jnp.where(e.mask, r, 0.0)
             parts.append(jnp.where(ok, r, _FAILED_RESIDUAL).ravel())
+        if self.parameters.has_penalty:
+            parts.append(self.parameters.penalty_residuals(x))
         return jnp.concatenate(parts)
 
     def nll_constant(self) -> Array:

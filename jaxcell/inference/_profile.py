@@ -77,7 +77,9 @@ def profile(objective: AbstractObjective, result: FitResult, name: str, *, n_poi
     for xi in grid:
         start = np.asarray(result.x, float).copy()
         start[i] = xi
-        natural.append(float(objective.parameters.values(start)[name]))
+        natural.append(float(objective.parameters.scales[i].forward(xi))
+                       if hasattr(objective.parameters.scales[i], "forward")
+                       else float(objective.parameters.values(start)[name]))
         r = fit(objective, method=method, starts=start[None, :], max_steps=max_steps,
                 _fixed={i: float(xi)})
         nll.append(r.value)
