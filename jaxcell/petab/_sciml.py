@@ -204,6 +204,11 @@ class SciML:
                 raise PetabUnsupportedError(
                     "hybridization of a model entity with an expression (not a network "
                     "output)", f"{target!r} = {value!r} in {fname}")
+        # inputs that are PEtab parameters themselves (mapped, not hybridized)
+        pids = {r["parameterId"] for r in tables._all_parameter_rows}
+        for pid, (nid, arg, idx) in self.inputs.items():
+            if (arg, idx) not in self.input_sources[nid] and pid in pids:
+                self.input_sources[nid][(arg, idx)] = ("expr", sp.Symbol(pid))
         for nid, srcs in self.input_sources.items():
             args = {a for a, _ in srcs}
             missing = [a for a in range(max(args, default=-1) + 1) if a not in args]
@@ -212,9 +217,6 @@ class SciML:
                                  f"argument(s) {missing} in the hybridization table.")
         self.rhs_targets = {k: v for k, v in self.assigned.items() if not self.pre_init[v[0]]}
         self.pre_targets = {k: v for k, v in self.assigned.items() if self.pre_init[v[0]]}
-        for k, (nid, _, _) in self.rhs_targets.items():
-            for (_, _), src in self.input_sources[nid].items():
-                pass
         self.layouts = {nid: self._layout(nid) for nid in self.networks}
 
     def _layout(self, nid):
