@@ -1,7 +1,10 @@
-"""Parameter estimation: free parameters and their scales, experiments and noise
-models, objectives (anything implementing :class:`AbstractObjective`; :class:`Objective`
-is the negative log-likelihood of experiments), local fits from many starts, and
-profile likelihoods; Bayesian inference with numpyro (NUTS, SVI)."""
+"""Parameter estimation: free parameters and their scales (scalars, and network weights
+or other arrays as :class:`Weights`), experiments and noise models, objectives (anything
+implementing :class:`AbstractObjective`; :class:`Objective` is the negative
+log-likelihood of experiments, :class:`MultipleShooting` its segmented form), local fits
+from many starts, training strategies (minibatches, growing horizon, per-group
+optimisers, early stopping), profile likelihoods; Bayesian inference with numpyro (NUTS,
+SVI)."""
 
 from .._errors import InferenceError as InferenceError
 from ._bayes import BayesResult as BayesResult
@@ -17,6 +20,17 @@ from ._fit import StartResult as StartResult
 from ._fit import default_method as default_method
 from ._fit import draw_starts as draw_starts
 from ._fit import fit as fit
+from ._fit import natural_values as natural_values
+from ._groups import group_optimizer as group_optimizer
+from ._minibatch import Minibatch as Minibatch
+from ._shooting import MultipleShooting as MultipleShooting
+from ._shooting import growing_horizon as growing_horizon
+from ._weights import L1 as L1
+from ._weights import L2 as L2
+from ._weights import AbstractPenalty as AbstractPenalty
+from ._weights import AbstractSquaredPenalty as AbstractSquaredPenalty
+from ._weights import OutputL1 as OutputL1
+from ._weights import Weights as Weights
 from ._fit_checkpoint import fit_checkpointed as fit_checkpointed
 from ._levenberg_marquardt import LevenbergMarquardt as LevenbergMarquardt
 from ._noise import AbstractGaussianNoise as AbstractGaussianNoise
@@ -27,6 +41,8 @@ from ._noise import LogNormal as LogNormal
 from ._noise import Normal as Normal
 from ._objective import AbstractBoundedObjective as AbstractBoundedObjective
 from ._objective import AbstractObjective as AbstractObjective
+from ._objective import AbstractSeparableObjective as AbstractSeparableObjective
+from ._objective import AbstractStochasticObjective as AbstractStochasticObjective
 from ._objective import Objective as Objective
 from ._parameters import AbstractParameters as AbstractParameters
 from ._parameters import Parameter as Parameter

@@ -149,6 +149,12 @@ def objective_model(objective: Objective) -> Callable[..., None]:
     :func:`sample_nuts` or :func:`fit_svi` (call the model with no data: the data live
     in the objective). A failed simulation gives log density ``-inf``.
 
+    :class:`~jaxcell.inference.Weights` items (network weights) are one site each,
+    named like the item, holding all their elements; the prior is broadcast over them
+    (a Bayesian last layer: ``Weights("interaction.net.layers[-1]",
+    prior=dist.Normal(0, 1))`` with the rest of the trained network fixed in the
+    model). Penalties count as log-prior terms.
+
     Only :class:`~jaxcell.inference.Objective` has what this needs (priors on its
     :class:`~jaxcell.inference.Parameters`, a log-likelihood on the natural scale); a
     PEtab problem's priors are read by :mod:`jaxcell.petab`.
@@ -168,9 +174,18 @@ def objective_model(objective: Objective) -> Callable[..., None]:
                              f"Parameter(..., prior=numpyro.distributions.X(...)).")
 
     def model(data: Any = None) -> None:
-        values = {p.name: numpyro.sample(p.name, p.prior)
-                  for p in objective.parameters.items}
+        values = {}
+        for p, lay in zip(objective.parameters.items, objective.parameters.layouts):
+            if lay is None:
+                values[p.name] = numpyro.sample(p.name, p.prior)
+            else:  # Weights: one site of all its elements (natural scale)
+                prior = p.prior
+                if prior.event_shape != (lay.size,):
+                    prior = prior.expand((lay.size,)).to_event(1)
+                values[p.name] = lay.unflatten(numpyro.sample(p.name, prior))
         ll = objective.log_likelihood(values)
+        if objective.parameters.has_penalty:
+            ll = ll - objective.parameters.penalty(objective.parameters.to_search(values))
         numpyro.factor("log_likelihood", jnp.where(jnp.isfinite(ll), ll, -jnp.inf))
 
     return model

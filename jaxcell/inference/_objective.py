@@ -128,6 +128,23 @@ class AbstractBoundedObjective(AbstractObjective):
     """
 
 
+class AbstractSeparableObjective(AbstractObjective):
+    """An objective that is a sum over items (experiments, conditions, cells, time
+    windows, shooting segments) plus the parameters' penalties, so that a
+    :class:`~jaxcell.inference.Minibatch` can estimate it from a few items.
+
+    Attributes:
+        n_items: the number of items.
+    """
+
+    n_items: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def items_nll(self, x: ArrayLike, idx: ArrayLike) -> Array:
+        """The nll summed over the items ``idx`` (an integer array of fixed length;
+        penalties excluded). Traceable."""
+
+
 class AbstractStochasticObjective(AbstractObjective):
     """An objective that optax steps of :func:`~jaxcell.inference.fit` see one
     minibatch at a time (:class:`~jaxcell.inference.Minibatch`): step ``k`` minimises
@@ -147,7 +164,7 @@ def _value_and_grad_jit(objective: AbstractObjective, x: Array) -> tuple[Array, 
     return jax.value_and_grad(nll)(x)
 
 
-class Objective(AbstractObjective):
+class Objective(AbstractSeparableObjective):
     r"""Negative log-likelihood of one or more experiments, as a function of the search
     vector ``x`` of :class:`Parameters`.
 
@@ -255,6 +272,31 @@ class Objective(AbstractObjective):
             nll = jnp.sum(jnp.where(e.mask, nll, 0.0))
             total = total - jnp.where(ok, nll, jnp.inf)
         return total
+
+    @property
+    def n_items(self) -> int:
+        """The number of experiments (the items a :class:`Minibatch` draws from)."""
+        return len(self.experiments)
+
+    def items_nll(self, x: ArrayLike, idx: ArrayLike) -> Array:
+        """The nll of the experiments ``idx`` (no penalties): one ``lax.switch`` per
+        index (each branch simulates one experiment), mapped over ``idx``."""
+        values = self.parameters.values(jnp.asarray(x, float))
+
+        def branch(e):
+            def f(_):
+                model = self._model_with(values, e.overrides)
+                traj = simulate(model, e.t0, e.times[-1], saveat=e.times, y0=e.y0,
+                                **self.simulate_kwargs)
+                nll = e.noise.nll(e.observe(traj), e.data, e.sigma(values))
+                nll = jnp.sum(jnp.where(e.mask, nll, 0.0))
+                return jnp.where(traj.success, nll, jnp.inf)
+            return f
+
+        branches = [branch(e) for e in self.experiments]
+        one = (lambda i: branches[0](i)) if len(branches) == 1 else (
+            lambda i: jax.lax.switch(i, branches, i))
+        return jnp.sum(jax.lax.map(one, jnp.asarray(idx)))
 
     def _nll(self, x: Array) -> Array:
         nll = -self.log_likelihood(self.parameters.values(x))
