@@ -65,7 +65,6 @@ class Network(eqx.Module):
         input_ids: the ids of the network inputs, in the order ``__call__`` takes them.
         nodes: the forward graph (static).
         layer_ids: the layer ids in file order (static; used when writing).
-        source: where the network was read from (for error messages).
 
     Call it with one array per input in PyTorch layout, exactly as stored in PEtab SciML
     HDF5 input files (with a batch axis if the file has one). Dropout is the identity
@@ -78,7 +77,6 @@ class Network(eqx.Module):
     input_ids: tuple[str, ...] = eqx.field(static=True)
     nodes: tuple[GraphNode, ...] = eqx.field(static=True)
     layer_ids: tuple[str, ...] = eqx.field(static=True)
-    source: str = eqx.field(static=True)
 
     def __call__(
         self, *inputs: ArrayLike, key: PRNGKeyArray | None = None
@@ -105,7 +103,7 @@ class Network(eqx.Module):
             else:
                 fn: Callable[..., Any] = node.fn  # type: ignore[assignment]
                 env[node.name] = fn(*args, **kwargs)
-        raise NetworkFormatError(f"{self.source}: network {self.id!r} has no output node")
+        raise NetworkFormatError(f"network {self.id!r} has no output node")
 
 
 def network_arrays(net: Network) -> dict[str, Array]:
@@ -127,7 +125,7 @@ def _split_name(name: str, net: Network) -> tuple[str, str]:
     layer_id, _, array_name = name.rpartition(".")
     if not layer_id or layer_id not in net.layers:
         raise NetworkFormatError(
-            f"{net.source}: network {net.id!r} has no layer for array {name!r} "
+            f"network {net.id!r} has no layer for array {name!r} "
             f"(expected '<layer id>.<array name>' with a layer id in {list(net.layer_ids)})"
         )
     return layer_id, array_name
@@ -156,13 +154,13 @@ def with_network_arrays(net: Network, arrays: Mapping[str, ArrayLike]) -> Networ
         expected = layer.array_shapes()
         if array_name not in expected:
             raise NetworkFormatError(
-                f"{net.source}: layer {layer_id!r} ({layer.layer_type}) has no array "
+                f"network {net.id!r}: layer {layer_id!r} ({layer.layer_type}) has no array "
                 f"{array_name!r} (given as {name!r}); it holds {sorted(expected)}"
             )
         shape = tuple(np.shape(value))
         if shape != tuple(expected[array_name]):
             raise NetworkFormatError(
-                f"{net.source}: array {name!r} has shape {shape}, but layer "
+                f"network {net.id!r}: array {name!r} has shape {shape}, but layer "
                 f"{layer_id!r} ({layer.layer_type}) needs shape {tuple(expected[array_name])}"
             )
         updates.setdefault(layer_id, {})[array_name] = jnp.asarray(value, dtype=float)

@@ -121,9 +121,10 @@ def _load_layers(data: Mapping, where: str) -> dict[str, AbstractTorchLayer]:
         args = entry.get("args") or {}
         if not isinstance(args, Mapping):
             raise NetworkFormatError(f"{where}: args of layer {layer_id!r} must be a mapping")
-        layers[layer_id] = cls.from_args(
-            layer_type, args, f"{where}: layer {layer_id!r} ({layer_type})"
-        )
+        try:
+            layers[layer_id] = cls.from_args(layer_type, args, f"layer {layer_id!r} ({layer_type})")
+        except NetworkFormatError as err:
+            raise NetworkFormatError(f"{where}: {err}") from None
     return layers
 
 
@@ -217,7 +218,13 @@ def load_network(source: str | os.PathLike | Mapping, *, net_id: str | None = No
         input_ids.append(str(entry["input_id"]))
     layers = _load_layers(data, where)
     nodes = _load_nodes(data, layers, len(input_ids), where)
-    return Network(layers, str(ident), tuple(input_ids), nodes, tuple(layers), where)
+    return Network(
+        layers=layers,
+        id=str(ident),
+        input_ids=tuple(input_ids),
+        nodes=nodes,
+        layer_ids=tuple(layers),
+    )
 
 
 def network_to_yaml(net: Network) -> dict[str, Any]:

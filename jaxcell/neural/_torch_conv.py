@@ -161,7 +161,7 @@ class Conv(AbstractTorchLayer):
             precision=lax.Precision.HIGHEST,
         )
         if self.bias is not None:
-            y = y + jnp.reshape(self.bias, (-1,) + (1,) * s.n)
+            y = y + jnp.reshape(self.bias, (1, -1) + (1,) * s.n)
         return y[0] if unbatched else y
 
 
@@ -237,5 +237,5 @@ class ConvTranspose(AbstractTorchLayer):
             precision=lax.Precision.HIGHEST,
         )
         if self.bias is not None:
-            y = y + jnp.reshape(self.bias, (-1,) + (1,) * s.n)
+            y = y + jnp.reshape(self.bias, (1, -1) + (1,) * s.n)
         return y[0] if unbatched else y

@@ -182,28 +182,39 @@ def reshape(input: Array, shape: Sequence[int]) -> Array:
     return jnp.reshape(input, _dims(shape))
 
 
+def _broadcast(a, b) -> tuple[Array, Array]:
+    # PyTorch broadcasts implicitly; do it explicitly (works under strict rank promotion)
+    shape = jnp.broadcast_shapes(jnp.shape(a), jnp.shape(b))
+    return jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
+
+
 def add(input: Array, other: Array, alpha: float = 1.0) -> Array:
-    return input + alpha * other if alpha != 1.0 else input + other
+    a, b = _broadcast(input, other)
+    return a + alpha * b
 
 
 def sub(input: Array, other: Array, alpha: float = 1.0) -> Array:
-    return input - alpha * other if alpha != 1.0 else input - other
+    a, b = _broadcast(input, other)
+    return a - alpha * b
 
 
 def mul(input: Array, other: Array) -> Array:
-    return input * other
+    a, b = _broadcast(input, other)
+    return a * b
 
 
 def div(input: Array, other: Array, rounding_mode: str | None = None) -> Array:
+    a, b = _broadcast(input, other)
     if rounding_mode == "floor":
-        return jnp.floor_divide(input, other)
+        return jnp.floor_divide(a, b)
     if rounding_mode == "trunc":
-        return jnp.trunc(input / other)
-    return input / other
+        return jnp.trunc(a / b)
+    return a / b
 
 
 def truediv(input: Array, other: Array) -> Array:
-    return input / other
+    a, b = _broadcast(input, other)
+    return a / b
 
 
 def neg(input: Array) -> Array:
@@ -211,7 +222,8 @@ def neg(input: Array) -> Array:
 
 
 def pow(input: Array, exponent: Array | float) -> Array:  # noqa: A001
-    return input**exponent
+    a, b = _broadcast(input, exponent)
+    return a**b
 
 
 def matmul(input: Array, other: Array) -> Array:

@@ -62,8 +62,8 @@ class Linear(AbstractTorchLayer):
         }
 
     def __call__(self, x, *, key=None):
-        y = jnp.matmul(x, self.weight.T)
-        return y if self.bias is None else y + self.bias
+        y = jnp.einsum("...i,oi->...o", x, self.weight)
+        return y if self.bias is None else y + jnp.reshape(self.bias, (1,) * (y.ndim - 1) + (-1,))
 
 
 class Bilinear(AbstractTorchLayer):
@@ -111,7 +111,7 @@ class Bilinear(AbstractTorchLayer):
 
     def __call__(self, x1, x2, *, key=None):
         y = jnp.einsum("...i,kij,...j->...k", x1, self.weight, x2)
-        return y if self.bias is None else y + self.bias
+        return y if self.bias is None else y + jnp.reshape(self.bias, (1,) * (y.ndim - 1) + (-1,))
 
 
 class Flatten(AbstractTorchLayer):

@@ -79,7 +79,7 @@ class _AbstractChannelNorm(AbstractTorchLayer):
         return out
 
     def affine(self, y: Array, channel_axis: int) -> Array:
-        shape = (-1,) + (1,) * (y.ndim - channel_axis - 1)
+        shape = (1,) * channel_axis + (-1,) + (1,) * (y.ndim - channel_axis - 1)
         if self.weight is not None:
             y = y * jnp.reshape(self.weight, shape)
         if self.bias is not None:
@@ -89,7 +89,7 @@ class _AbstractChannelNorm(AbstractTorchLayer):
     def running(self, ndim: int, channel_axis: int):
         if self.running_mean is None or self.running_var is None:
             return None, None
-        shape = (-1,) + (1,) * (ndim - channel_axis - 1)
+        shape = (1,) * channel_axis + (-1,) + (1,) * (ndim - channel_axis - 1)
         return jnp.reshape(self.running_mean, shape), jnp.reshape(self.running_var, shape)
 
 
@@ -207,10 +207,11 @@ class LayerNorm(AbstractTorchLayer):
             )
         axes = tuple(range(x.ndim - len(shape), x.ndim))
         y = _normalise(x, axes, self.arg("eps"))
+        lead = (1,) * (x.ndim - len(shape))
         if self.weight is not None:
-            y = y * self.weight
+            y = y * jnp.reshape(self.weight, lead + shape)
         if self.bias is not None:
-            y = y + self.bias
+            y = y + jnp.reshape(self.bias, lead + shape)
         return y
 
 
@@ -264,7 +265,7 @@ class GroupNorm(AbstractTorchLayer):
         g = self.arg("num_groups")
         grouped = jnp.reshape(x, (x.shape[0], g, -1))
         y = jnp.reshape(_normalise(grouped, (2,), self.arg("eps")), x.shape)
-        shape = (-1,) + (1,) * (x.ndim - 2)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
         if self.weight is not None:
             y = y * jnp.reshape(self.weight, shape) + jnp.reshape(self.bias, shape)
         return y

@@ -46,7 +46,7 @@ def _reduce(x, init, op, kernel, stride, dilation, pads):
     lead = x.ndim - len(kernel)
     return lax.reduce_window(
         x,
-        jnp.asarray(init, x.dtype),
+        np.asarray(init, x.dtype),
         op,
         (1,) * lead + tuple(kernel),
         (1,) * lead + tuple(stride),
@@ -71,7 +71,7 @@ def _avg_pool(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor,
         ones = np.ones(spatial)
         count_pads = pads
     count = _reduce(jnp.asarray(ones, x.dtype), 0.0, lax.add, kernel, stride, (1,) * n, count_pads)
-    return total / count
+    return total / jnp.reshape(count, (1,) * (x.ndim - n) + count.shape)
 
 
 def _pool_signature(kind: str, n: int) -> tuple[tuple[str, Any], ...]:
@@ -256,7 +256,8 @@ class AdaptiveAvgPool(_AbstractAdaptivePool):
             for i, (lo, hi) in enumerate(_adaptive_bounds(length, out)):
                 matrix[i, lo:hi] = 1.0 / (hi - lo)
             moved = jnp.moveaxis(x, axis, -1)
-            x = jnp.moveaxis(jnp.matmul(moved, jnp.asarray(matrix.T, x.dtype)), -1, axis)
+            pooled = jnp.einsum("...l,ol->...o", moved, jnp.asarray(matrix, x.dtype))
+            x = jnp.moveaxis(pooled, -1, axis)
         return x
 
 
@@ -277,6 +278,7 @@ class AdaptiveMaxPool(_AbstractAdaptivePool):
             for i, (lo, hi) in enumerate(_adaptive_bounds(length, out)):
                 mask[i, lo:hi] = True
             moved = jnp.moveaxis(x, axis, -1)[..., None, :]
+            mask = np.reshape(mask, (1,) * (moved.ndim - 2) + mask.shape)
             pooled = jnp.max(jnp.where(mask, moved, -jnp.inf), axis=-1)
             x = jnp.moveaxis(pooled, -1, axis)
         return x
