@@ -488,6 +488,48 @@ def test_activations_and_graph_functions():
     np.testing.assert_allclose(f, softmax(np.ravel(d)), rtol=1e-12)
 
 
+_ACTIVATION_FORMULAS = {
+    # the formulas of the torch.nn.functional documentation
+    "relu6": ({}, lambda x: np.minimum(np.maximum(x, 0), 6)),
+    "hardtanh": ({"min_val": -0.5, "max_val": 2.0}, lambda x: np.clip(x, -0.5, 2.0)),
+    "hardsigmoid": ({}, lambda x: np.where(x <= -3, 0, np.where(x >= 3, 1, x / 6 + 0.5))),
+    "selu": (
+        {},
+        lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
+    ),
+    "elu": ({"alpha": 0.7}, lambda x: np.where(x > 0, x, 0.7 * np.expm1(x))),
+    "celu": ({"alpha": 2.0}, lambda x: np.maximum(0, x) + np.minimum(0, 2.0 * np.expm1(x / 2.0))),
+    "silu": ({}, lambda x: x / (1 + np.exp(-x))),
+    "mish": ({}, lambda x: x * np.tanh(np.log1p(np.exp(x)))),
+    "leaky_relu": ({"negative_slope": 0.2}, lambda x: np.where(x >= 0, x, 0.2 * x)),
+    "logsigmoid": ({}, lambda x: -np.log1p(np.exp(-x))),
+    "sigmoid": ({}, lambda x: 1 / (1 + np.exp(-x))),
+    "tanhshrink": ({}, lambda x: x - np.tanh(x)),
+    "softsign": ({}, lambda x: x / (1 + np.abs(x))),
+    "softplus": (
+        {"beta": 0.5, "threshold": 1.0},
+        lambda x: np.where(0.5 * x > 1.0, x, np.log1p(np.exp(0.5 * x)) / 0.5),
+    ),
+    "log_softmax": ({"dim": 0}, lambda x: x - np.log(np.sum(np.exp(x)))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ACTIVATION_FORMULAS))
+def test_activation_formulas(name):
+    kwargs, formula = _ACTIVATION_FORMULAS[name]
+    x = np.linspace(-5, 5, 23)
+    net = load_network(
+        _net(
+            [],
+            [
+                ("a", "call_function", name, ["x"], kwargs),
+                ("output", "output", "output", ["a"], {}),
+            ],
+        )
+    )
+    np.testing.assert_allclose(net(x), formula(x), rtol=1e-12, atol=1e-14)
+
+
 # ---------------------------------------------------------------- gradients
 
 
