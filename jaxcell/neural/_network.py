@@ -70,6 +70,10 @@ class Network(eqx.Module):
     HDF5 input files (with a batch axis if the file has one). Dropout is the identity
     without a ``key`` and random (PyTorch training semantics) with one. Batch norm uses
     the batch statistics unless the layer holds running statistics.
+
+    A network holds its layers in a dict, so it is not hashable: compile with
+    ``eqx.filter_jit`` (or close over the network) rather than passing it to
+    ``jax.jit`` as a static argument.
     """
 
     layers: dict[str, AbstractTorchLayer]
@@ -107,13 +111,9 @@ class Network(eqx.Module):
 
 
 def network_arrays(net: Network) -> dict[str, Array]:
-    """The arrays of a network by PyTorch state-dict name (``"layer1.weight"``).
-
-    Examples:
-        >>> arrays = network_arrays(net)   # doctest: +SKIP
-        >>> arrays["layer1.weight"].shape  # doctest: +SKIP
-        (5, 2)
-    """
+    """The arrays of a network by PyTorch state-dict name (``"layer1.weight"`` of
+    shape ``(out, in)`` for a ``Linear`` layer ``layer1``), in file order; absent
+    optional arrays (a bias switched off, running statistics) are left out."""
     out = {}
     for layer_id in net.layer_ids:
         for name, value in net.layers[layer_id].arrays().items():

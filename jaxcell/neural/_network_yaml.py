@@ -205,6 +205,24 @@ def load_network(source: str | os.PathLike | Mapping, *, net_id: str | None = No
         NetworkFormatError: a malformed file, an unknown layer type, activation,
             function, method or op, or arguments PyTorch would not accept; the message
             names the file, the layer or node and the feature.
+
+    Examples:
+        >>> from jaxcell.neural import load_network, with_network_arrays
+        >>> net = load_network({
+        ...     "nn_model_id": "net",
+        ...     "inputs": [{"input_id": "x"}],
+        ...     "layers": [{"layer_id": "lin", "layer_type": "Linear",
+        ...                 "args": {"in_features": 2, "out_features": 1}}],
+        ...     "forward": [
+        ...         {"name": "x", "op": "placeholder", "target": "x"},
+        ...         {"name": "lin", "op": "call_module", "target": "lin", "args": ["x"]},
+        ...         {"name": "y", "op": "call_method", "target": "tanh", "args": ["lin"]},
+        ...         {"name": "output", "op": "output", "target": "output", "args": ["y"]},
+        ...     ],
+        ... })
+        >>> net = with_network_arrays(net, {"lin.weight": [[1.0, -1.0]], "lin.bias": [0.5]})
+        >>> net([2.0, 2.0])
+        Array([0.46211716], dtype=float64)
     """
     data, where = _read_source(source)
     ident = net_id if net_id is not None else data.get("nn_model_id")

@@ -106,7 +106,6 @@ def _pool_signature(kind: str, n: int) -> tuple[tuple[str, Any], ...]:
 
 
 class _AbstractPool(AbstractTorchLayer):
-    kinds: ClassVar[tuple[str, ...]] = ()
     array_names: ClassVar = ()
 
     @classmethod
