@@ -167,6 +167,23 @@ def _strong(tree):
         lambda a: jnp.asarray(a, dtype=a.dtype) if eqx.is_array(a) else a, tree)
 
 
+_WRAPPED: dict[int, tuple[Any, Any, bool]] = {}
+
+
+def _optax_wrapped(method, n):
+    """``method`` with extra-args support, and whether its state carries the line
+    search's value and gradient; cached per method object, so that later fits with the
+    same method reuse the compiled step."""
+    hit = _WRAPPED.get(id(method))
+    if hit is None or hit[0] is not method:
+        opt = optax.with_extra_args_support(method)
+        hit = (method, opt, _has_value_state(opt.init(jnp.zeros(n))))
+        if len(_WRAPPED) > 256:
+            _WRAPPED.clear()
+        _WRAPPED[id(method)] = hit
+    return hit[1], hit[2]
+
+
 def _has_value_state(state) -> bool:
     """Whether an optax state carries its line search's value and gradient."""
     try:
@@ -343,8 +360,7 @@ def _steppers(problem, method, options, batch):
     ``value`` is the objective before (optax) or after (optimistix) the step and
     ``small`` the optax gradient test."""
     if isinstance(method, optax.GradientTransformation):
-        opt = optax.with_extra_args_support(method)
-        from_state = _has_value_state(opt.init(jnp.zeros(len(problem.free))))
+        opt, from_state = _optax_wrapped(method, len(problem.free))
         if batch:
             def init(X):
                 return _strong(jax.vmap(opt.init)(X))
@@ -493,8 +509,11 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
             [float(_nll_jit(problem, X0[0]))])
         L = _new_loop(X0, v0, val_values(X0))
         X, S = X0, init(X0)
-    else:
-        L, X, S = resume
+    else:  # a checkpointed start in progress: (loop, X, optimiser state leaves)
+        L, X, leaves = resume
+        X = jnp.asarray(X)
+        treedef = jax.tree_util.tree_structure(init(X0))
+        S = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(v) for v in leaves])
     while L.k < max_steps and L.active.any():
         k = L.k + 1
         X_before = X

@@ -74,6 +74,8 @@ def fit_checkpointed(
     resume: bool = True,
     keep: int = 3,
     callback: Callable[[int, int, float], None] | None = None,
+    every: int | None = None,
+    **fit_kwargs: Any,
 ) -> FitResult:
     """:func:`fit` from many starts, checkpointed after every start, resumable.
 
@@ -117,6 +119,14 @@ def fit_checkpointed(
         callback: ``callback(start, step, value)`` after every iteration of a start
             that is computed (restored starts are not reported); ``start`` is the
             index among all starts.
+        every: also checkpoint *within* a start every ``every`` iterations: the
+            iterate, the optimiser's state (Adam's moments, L-BFGS's memory), the
+            step count and the loop's bookkeeping (histories, best point, validation
+            state), so that a long optax training run resumes where it stopped and
+            continues exactly as if uninterrupted (a :class:`Minibatch` draws its
+            batch from the step number, so the same batches follow).
+        **fit_kwargs: passed to each :func:`fit` (``validation``, ``patience``,
+            ``validate_every``, ``ftol``).
 
     Returns:
         A :class:`FitResult` with every start, in start order.
@@ -164,19 +174,35 @@ def fit_checkpointed(
         enable_async_checkpointing=False,  # every save is complete before we go on
         cleanup_tmp_directories=True,  # partial checkpoints of a crashed run
     )
+    if every is not None and (isinstance(every, bool) or int(every) < 1):
+        raise InferenceError(f"fit_checkpointed: every must be a positive integer; got "
+                             f"{every!r}.")
     n = len(points)
+    # checkpoint ids: completed starts (times max_steps + 1, plus the iterations of the
+    # start in progress, with every=)
+    per = 1 if every is None else int(max_steps) + 1
     with ocp.CheckpointManager(root, options=options, item_names=("data", "meta")) as mgr:
-        results = _restore(ocp, mgr, root, identity, resume)
-        if results:
-            logger.info("fit_checkpointed: resuming after %d/%d starts from %s.",
-                        len(results), n, root)
+        results, partial = _restore(ocp, mgr, root, identity, resume)
+        if results or partial:
+            logger.info("fit_checkpointed: resuming after %d/%d starts%s from %s.",
+                        len(results), n, "" if partial is None else
+                        f" and {partial[0].k} iterations of the next", root)
         for i in range(len(results), n):
             cb = None if callback is None else (
                 lambda _, step, value, i=i: callback(i, step, value))
+            hook = None
+            if every is not None:
+                def hook(loop, X, S, i=i):
+                    if loop.k % int(every) == 0 and loop.active.any():
+                        _save(ocp, mgr, root, identity, points, key, results, keep,
+                              step=i * per + loop.k, partial=(loop, X, S))
             one = fit(objective, method=method, starts=points[i:i + 1],
-                      max_steps=int(max_steps), callback=cb).starts[0]
+                      max_steps=int(max_steps), callback=cb, _hook=hook,
+                      _resume=partial, **fit_kwargs).starts[0]
+            partial = None
             results.append(one)
-            _save(ocp, mgr, root, identity, points, key, results, keep)
+            _save(ocp, mgr, root, identity, points, key, results, keep,
+                  step=len(results) * per)
             logger.info("fit_checkpointed: start %d/%d: nll %.6g after %d steps (%s); "
                         "checkpoint %d saved.", i + 1, n, one.value, one.steps,
                         "converged" if one.converged else "not converged", i + 1)
@@ -277,38 +303,66 @@ def _check_identity(meta: dict, identity: dict, root, step: int) -> None:
 # -- writing and reading checkpoints -----------------------------------------------------
 
 
+_LOOP_ARRAYS = ("best_v", "converged", "steps", "active", "quiet", "prev", "val_best_v",
+                "val_since")
+_LOOP_LISTS = ("history", "moved", "val_history")
+
+
 def _save(ocp, mgr, root, identity: dict, points: np.ndarray, key,
-          results: list[StartResult], keep: int) -> None:
-    """Write checkpoint ``len(results)``, read it back and verify it, then prune."""
-    step = len(results)
+          results: list[StartResult], keep: int, *, step: int, partial=None) -> None:
+    """Write checkpoint ``step``, read it back and verify it, then prune. ``partial``:
+    ``(loop, X, S)`` of the start in progress (its bookkeeping, iterate and optimiser
+    state)."""
     data = _key_data(key)
     entries = [("points", points)]
     if data is not None:
         entries.append(("key", data))
-    entries += [
-        ("x0", np.stack([np.asarray(r.x0) for r in results])),
-        ("x", np.stack([np.asarray(r.x) for r in results])),
-        ("value", np.asarray([r.value for r in results], dtype=np.float64)),
-        ("converged", np.asarray([r.converged for r in results], dtype=np.bool_)),
-        ("steps", np.asarray([r.steps for r in results], dtype=np.int64)),
-        ("history_len", np.asarray([len(r.history) for r in results], dtype=np.int64)),
-        ("history", np.concatenate([np.asarray(r.history, dtype=np.float64)
-                                    for r in results])),
-    ]
+    if results:
+        entries += [
+            ("x0", np.stack([np.asarray(r.x0) for r in results])),
+            ("x", np.stack([np.asarray(r.x) for r in results])),
+            ("value", np.asarray([r.value for r in results], dtype=np.float64)),
+            ("converged", np.asarray([r.converged for r in results], dtype=np.bool_)),
+            ("steps", np.asarray([r.steps for r in results], dtype=np.int64)),
+            ("history_len", np.asarray([len(r.history) for r in results], dtype=np.int64)),
+            ("history", np.concatenate([np.asarray(r.history, dtype=np.float64)
+                                        for r in results])),
+            ("validation_len", np.asarray([len(r.validation) for r in results],
+                                          dtype=np.int64)),
+            ("validation", np.concatenate([np.asarray(r.validation, dtype=np.float64)
+                                           for r in results])),
+            ("validation_value", np.asarray(
+                [np.nan if r.validation_value is None else r.validation_value
+                 for r in results], dtype=np.float64)),
+        ]
+    n_state = 0
+    if partial is not None:
+        loop, X, S = partial
+        entries += [("p_X", np.asarray(X)), ("p_best_x", np.stack(loop.best_x)),
+                    ("p_val_best_x", np.stack(loop.val_best_x))]
+        entries += [(f"p_{a}", np.asarray(getattr(loop, a))) for a in _LOOP_ARRAYS]
+        entries += [(f"p_{a}", np.asarray(getattr(loop, a)[0], dtype=np.float64))
+                    for a in _LOOP_LISTS]
+        leaves = jax.tree_util.tree_leaves(S)
+        n_state = len(leaves)
+        entries += [(f"p_S{j}", np.asarray(leaf)) for j, leaf in enumerate(leaves)]
     leaves, blob = pack([(role, None, x) for role, x in entries])
     # "format" and "chunk" as read expects them; "kind" tells fits from runs.
-    meta = {"format": FORMAT, **identity, "chunk": step,
+    meta = {"format": FORMAT, **identity, "chunk": step, "completed": len(results),
+            "partial_k": None if partial is None else int(partial[0].k),
+            "n_state": n_state,
             "key_impl": None if not (isinstance(key, jax.Array) and jnp.issubdtype(
                 key.dtype, jax.dtypes.prng_key)) else str(jax.random.key_impl(key)),
             "leaves": leaves}
     commit(ocp, mgr, root, step, blob, meta, keep)
 
 
-def _restore(ocp, mgr, root, identity: dict, resume: bool) -> list[StartResult]:
-    """The completed starts of the latest good checkpoint (``[]`` for a fresh fit)."""
+def _restore(ocp, mgr, root, identity: dict, resume: bool):
+    """The completed starts of the latest good checkpoint (``[]`` for a fresh fit) and
+    the start in progress, ``(loop, X, state leaves)`` or ``None``."""
     steps = sorted(mgr.all_steps())
     if not steps:
-        return []
+        return [], None
     if not resume:
         raise CheckpointError(
             f"{str(root)!r} already holds checkpoints (steps {steps}) and resume=False; "
@@ -319,7 +373,8 @@ def _restore(ocp, mgr, root, identity: dict, resume: bool) -> list[StartResult]:
         try:
             meta, arrays = read(ocp, mgr, step)
             _check_identity(meta, identity, root, step)
-            results = _results(meta, arrays, step)
+            results = _results(meta, arrays, meta.get("completed", step))
+            partial = _partial(meta, arrays)
         except Unreadable as e:
             warnings.warn(
                 f"Skipping checkpoint {step} in {str(root)!r}: it is unreadable or corrupt "
@@ -327,22 +382,48 @@ def _restore(ocp, mgr, root, identity: dict, resume: bool) -> list[StartResult]:
             skipped.append((step, str(e)))
             continue
         set_aside(mgr, root, [s for s, _ in skipped])
-        return results
+        return results, partial
     reasons = "; ".join(f"{s}: {why}" for s, why in skipped)
     raise CheckpointError(
         f"None of the checkpoints in {str(root)!r} is readable ({reasons}). They were "
         f"left in place; delete the directory (or use another) to start again.")
 
 
-def _results(meta: dict, arrays: list[np.ndarray], step: int) -> list[StartResult]:
+def _partial(meta: dict, arrays: list[np.ndarray]):
+    """The start in progress of a checkpoint written with ``every``, or ``None``."""
+    from ._fit import _Loop
 
+    if meta.get("partial_k") is None:
+        return None
+    got = {leaf["role"]: x for leaf, x in zip(meta["leaves"], arrays)}
+    try:
+        loop = _Loop(int(meta["partial_k"]),
+                     *[[list(map(float, got["p_" + a]))] for a in ("history", "moved")],
+                     [got["p_best_x"][0]], *[got["p_" + a].copy() for a in _LOOP_ARRAYS[:6]],
+                     [list(map(float, got["p_val_history"]))], [got["p_val_best_x"][0]],
+                     got["p_val_best_v"].copy(), got["p_val_since"].copy())
+        state = [got[f"p_S{j}"] for j in range(int(meta["n_state"]))]
+        return loop, got["p_X"], state
+    except KeyError as e:
+        raise Unreadable(f"its start in progress lacks {e}") from e
+
+
+def _results(meta: dict, arrays: list[np.ndarray], step: int) -> list[StartResult]:
+    if step == 0:
+        return []
     got = {leaf["role"]: x for leaf, x in zip(meta["leaves"], arrays)}
     need = ("x0", "x", "value", "converged", "steps", "history_len", "history")
     if any(r not in got for r in need) or any(len(got[r]) != step for r in need[:-1]) \
             or int(got["history_len"].sum()) != len(got["history"]):
         raise Unreadable(f"its arrays do not describe {step} completed starts")
     ends = np.cumsum(got["history_len"])
+    vlen = got.get("validation_len", np.zeros(step, np.int64))
+    vals = got.get("validation", np.zeros(0))
+    vends = np.cumsum(vlen)
+    vbest = got.get("validation_value", np.full(step, np.nan))
     return [StartResult(got["x0"][i], got["x"][i], float(got["value"][i]),
                         bool(got["converged"][i]), int(got["steps"][i]),
-                        tuple(float(v) for v in got["history"][e - m:e]))
-            for i, (m, e) in enumerate(zip(got["history_len"], ends))]
+                        tuple(float(v) for v in got["history"][e - m:e]),
+                        tuple(float(v) for v in vals[ve - vm:ve]),
+                        None if np.isnan(vbest[i]) else float(vbest[i]))
+            for i, (m, e, vm, ve) in enumerate(zip(got["history_len"], ends, vlen, vends))]
