@@ -358,6 +358,11 @@ def contiguous(input: Array, memory_format=None) -> Array:
     return input
 
 
+def size(input: Array, dim: int | None = None) -> int | tuple[int, ...]:
+    shape = tuple(jnp.shape(input))
+    return shape if dim is None else shape[dim]
+
+
 def t(input: Array) -> Array:
     return jnp.transpose(input) if jnp.ndim(input) == 2 else input
 
@@ -389,5 +394,6 @@ METHODS: dict[str, Callable[..., Array]] = {
     "sin": sin,
     "cos": cos,
     "contiguous": contiguous,
+    "size": size,
     "t": t,
 }
