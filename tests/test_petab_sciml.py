@@ -17,8 +17,7 @@ import yaml
 
 import jaxcell  # noqa: F401  (float64)
 from jaxcell.neural import network_arrays, read_network_arrays
-from jaxcell.petab import (PetabError, PetabUnsupportedError, PetabV2Problem, load_petab,
-                           write_petab)
+from jaxcell.petab import PetabError, PetabUnsupportedError, PetabV2Problem, load_petab, write_petab
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE / "data" / "petab-sciml"

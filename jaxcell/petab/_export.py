@@ -118,4 +118,3 @@ def write_petab(problem, x: ArrayLike, out_dir: str | os.PathLike) -> Path:
     return dst
 
 
-__all__ = ["write_petab", "np"]

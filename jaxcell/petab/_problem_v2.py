@@ -10,7 +10,6 @@ the right-hand side and in observables.
 from __future__ import annotations
 
 import types
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -18,9 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from .._results import RESULTS
 from ._math import PetabError, PetabUnsupportedError, compile_formula, parse_formula
-from ._problem import PetabProblem, _nllh_terms
+from ._problem import PetabProblem
 from ._sciml import NetCall, SciML, _output_offsets, sympy_to_sbml
 from ._tables import _columns, _getter, _load_model
 from ._v2 import V2Tables
@@ -348,4 +346,3 @@ class PetabV2Problem(PetabProblem):
                 "measurements)")
 
 
-__all__ = ["PetabV2Problem", "Path", "RESULTS", "_nllh_terms"]

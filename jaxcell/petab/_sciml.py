@@ -21,7 +21,6 @@ optimiser of :func:`jaxcell.inference.fit` sees one flat vector.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -261,7 +260,6 @@ class SciML:
     # -- network parameters -------------------------------------------------------------------
     def _parameters(self, tables):
         from ..neural import network_arrays
-
         from ._priors import parse_prior
 
         rows = {r["parameterId"]: r for r in tables.array_parameters}
@@ -383,4 +381,3 @@ def _flatten_inputs(tree, prefix=()) -> dict[tuple[str, str], np.ndarray]:
     return out
 
 
-__all__ = ["NetCall", "SciML", "math", "sympy_to_sbml", "_output_offsets"]

@@ -15,10 +15,8 @@ several periods after the start, condition values that are formulas) raises
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ._math import PetabError, PetabUnsupportedError
@@ -42,14 +40,6 @@ _PRIOR_V2 = {
 }
 _DEFAULT = "__petab_default"  # the condition of measurements without an experiment
 _PRE = "__preequilibration"
-
-
-def _quiet():
-    w = warnings.catch_warnings()
-    w.__enter__()
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"petab(\.|$)")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"petab(\.|$)")
-    return w
 
 
 def _empty(v) -> bool:
@@ -258,6 +248,10 @@ class V2Tables:
                 cids = [] if _empty(r.get("conditionId")) else [
                     c.strip() for c in str(r["conditionId"]).split(";") if c.strip()]
                 for c in cids:
+                    if c not in changes and cdf is None:
+                        # no condition table: a condition that changes nothing (it can
+                        # still select condition-specific network input arrays)
+                        changes[c] = {}
                     if c not in changes:
                         raise PetabError(f"{efile}, row {i + 2}: condition {c!r} of "
                                          f"experiment {eid!r} is not in the condition "
@@ -365,4 +359,3 @@ def is_v2(spec: dict) -> bool:
     return str(spec.get("format_version", "")).split(".")[0] == "2"
 
 
-__all__ = ["V2Tables", "is_v2", "np"]
