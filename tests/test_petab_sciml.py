@@ -35,7 +35,8 @@ def _load(case: Path, **kw) -> PetabV2Problem:
 
 def _check_llh_and_simulations(case: Path):
     sol = _solutions(case)
-    problem = _load(case)
+    # the runner's tolerances: case 038 is sensitive (llh error 3e-3 at rtol 1e-8)
+    problem = _load(case, rtol=1e-10, atol=1e-12)
     x = problem.x_nominal
     if "log_posterior" in sol:
         value, ref, tol = -float(problem.nlpost(x)), sol["log_posterior"], sol["tol_log_posterior"]
@@ -52,7 +53,6 @@ def _check_llh_and_simulations(case: Path):
 # one case per way a network enters a problem (fast run); every case: slow run
 FAST = {
     "002": "a network sets a parameter before the simulation (inputs: PEtab parameters)",
-    "022": "one network in the right-hand side and in an observable",
     "038": "a network in the right-hand side with a condition-specific array input",
 }
 
@@ -62,7 +62,7 @@ def test_shipped_sciml_problems_match_the_suite(name):
     _check_llh_and_simulations(SAMPLE / "sciml_problem_import" / name)
 
 
-@pytest.mark.parametrize("name", ["013", "026", "033"])
+@pytest.mark.parametrize("name", ["013", "022", "026", "033"])
 @pytest.mark.slow
 def test_shipped_sciml_problems_slow(name):
     _check_llh_and_simulations(SAMPLE / "sciml_problem_import" / name)
