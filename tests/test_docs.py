@@ -58,6 +58,7 @@ EXECUTED_PAGES = (
     "concepts/cells-and-tissues.md",
     "concepts/checkpoints.md",
     "concepts/fitting.md",
+    pytest.param("concepts/petab-sciml.md", marks=pytest.mark.slow),
     pytest.param("concepts/french-flag.md", marks=pytest.mark.slow),
     pytest.param("concepts/bayesian.md", marks=pytest.mark.slow),
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
