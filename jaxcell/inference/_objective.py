@@ -268,7 +268,7 @@ class Objective(AbstractSeparableObjective):
         and other Bayesian use; not compiled here: compile the caller)."""
         total = jnp.zeros((), float)
         for e, (y, ok) in zip(self.experiments, self.predict(values)):
-            nll = e.noise.nll(y, e.data, e.sigma(values))
+            nll = e.noise.nll(y, e.data, _sigma(e, values))
             nll = jnp.sum(jnp.where(e.mask, nll, 0.0))
             total = total - jnp.where(ok, nll, jnp.inf)
         return total
@@ -288,7 +288,7 @@ class Objective(AbstractSeparableObjective):
                 model = self._model_with(values, e.overrides)
                 traj = simulate(model, e.t0, e.times[-1], saveat=e.times, y0=e.y0,
                                 **self.simulate_kwargs)
-                nll = e.noise.nll(e.observe(traj), e.data, e.sigma(values))
+                nll = e.noise.nll(e.observe(traj), e.data, _sigma(e, values))
                 nll = jnp.sum(jnp.where(e.mask, nll, 0.0))
                 return jnp.where(traj.success, nll, jnp.inf)
             return f
@@ -308,7 +308,7 @@ class Objective(AbstractSeparableObjective):
         values = self.parameters.values(x)
         parts = []
         for e, (y, ok) in zip(self.experiments, self.predict(values)):
-            r = e.noise.residual(y, e.data, e.sigma(values))
+            r = e.noise.residual(y, e.data, _sigma(e, values))
             r = jnp.where(e.mask, r, 0.0)
             parts.append(jnp.where(ok, r, _FAILED_RESIDUAL).ravel())
         if self.parameters.has_penalty:
@@ -319,7 +319,7 @@ class Objective(AbstractSeparableObjective):
         """``nll - ||residuals||²/2`` for a least-squares objective."""
         total = jnp.zeros((), float)
         for e in self.experiments:
-            c = e.noise.constant(e.data, e.sigma({}))
+            c = e.noise.constant(e.data, _sigma(e, {}))
             total = total + jnp.sum(jnp.where(e.mask, jnp.broadcast_to(c, e.data.shape),
                                               0.0))
         return total
@@ -341,6 +341,12 @@ class Objective(AbstractSeparableObjective):
                                  "squares (a noise model is not Gaussian or estimates its "
                                  "sigma).")
         return _residuals_jit(self, jnp.asarray(x, float))
+
+
+def _sigma(e: Experiment, values) -> Array:
+    """The experiment's noise scale broadcast to its data's shape (a per-column sigma
+    of shape ``(k,)`` for data ``(n, k)``, without implicit rank promotion)."""
+    return jnp.broadcast_to(jnp.asarray(e.sigma(values)), e.data.shape)
 
 
 @eqx.filter_jit

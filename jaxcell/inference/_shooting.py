@@ -222,11 +222,12 @@ class MultipleShooting(AbstractSeparableObjective):
                             **self.simulate_kwargs)
             pred = traj[obs] if isinstance(obs, str) else obs(traj)
             pred = jnp.reshape(pred, self.seg_data.shape[1:])
-            r = noise.residual(pred, self.seg_data[k], self.sigma)
+            r = noise.residual(pred, self.seg_data[k],
+                               jnp.broadcast_to(self.sigma, self.seg_data.shape[1:]))
             keep = self.seg_mask[k] & (ts <= self.horizon)
             r = jnp.where(keep.reshape(keep.shape + (1,) * (r.ndim - 1)), r, 0.0)
             end = traj[self.state][-1]
-            c = jnp.sqrt(self.continuity) * (end - nexts[k]) / self.sigma
+            c = jnp.sqrt(self.continuity) * (end - nexts[k]) / self._state_sigma(end)
             c_keep = (k < K - 1) & (ts[-1] <= self.horizon)
             c = jnp.where(c_keep, c, 0.0)
             ok = jnp.all(traj.success)
@@ -235,9 +236,16 @@ class MultipleShooting(AbstractSeparableObjective):
 
         return jax.vmap(one)(idx)
 
+    def _state_sigma(self, end: Array) -> Array:
+        """The scale of the continuity residuals: the noise sigma where it matches the
+        state's shape (data observing the state), else its mean."""
+        one = jnp.broadcast_to(self.sigma, self.seg_data.shape[1:])[0]
+        return one if one.shape == end.shape else jnp.mean(self.sigma)
+
     def _constant(self, idx: Array) -> Array:
         noise = self.experiment.noise
-        c = noise.constant(self.seg_data[idx], self.sigma)
+        c = noise.constant(self.seg_data[idx],
+                           jnp.broadcast_to(self.sigma, self.seg_data[idx].shape))
         keep = self.seg_mask[idx] & (self.seg_times[idx] <= self.horizon)
         c = jnp.broadcast_to(c, self.seg_data[idx].shape)
         return jnp.sum(jnp.where(keep.reshape(keep.shape + (1,) * (c.ndim - 2)), c, 0.0))
