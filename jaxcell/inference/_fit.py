@@ -18,8 +18,7 @@ from jaxtyping import Array, ArrayLike
 from .._errors import InferenceError
 from ._forward import forward_only as _forward_only
 from ._levenberg_marquardt import LevenbergMarquardt
-from ._objective import (AbstractBoundedObjective, AbstractObjective,
-                         AbstractStochasticObjective)
+from ._objective import AbstractBoundedObjective, AbstractObjective, AbstractStochasticObjective
 
 logger = logging.getLogger("jaxcell.inference")
 #: weight of the bound penalty of an :class:`AbstractBoundedObjective` for unconstrained
@@ -479,7 +478,8 @@ def _new_loop(X0, v0, validation_values) -> _Loop:
 
 
 def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, batch,
-               validation=None, patience=None, validate_every=1, hook=None, resume=None):
+               validation=None, patience=None, validate_every=1, hook=None, resume=None,
+               target=None):
     """Optimise the starts ``X0`` (rows, reduced coordinates) together; returns one
     ``(x, value, converged, steps, history, validation_history, validation_value)`` per
     start.
@@ -541,6 +541,9 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
                            and h[-window - 1] - h[-1] <= tol * (1 + abs(h[-1])))
                 stop = bool(done[i]) or stalled
                 L.converged[i] = bool(ok[i]) if done[i] else stalled
+            if target is not None and np.isfinite(v[i]) and v[i] <= target:
+                stop = True
+                L.converged[i] = True
             if check:
                 L.val_history[i].append(float(vv[i]))
                 if np.isfinite(vv[i]) and vv[i] < L.val_best_v[i]:
@@ -623,7 +626,7 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
         callback: Callable[[int, int, float], None] | None = None,
         ftol: float | None = None, batch: bool = False,
         validation: AbstractObjective | None = None, patience: int | None = None,
-        validate_every: int = 1,
+        validate_every: int = 1, target: float | None = None,
         _fixed: dict[int, float] | None = None, _hook: Any = None,
         _resume: Any = None) -> FitResult:
     """Minimise ``objective.nll`` from one or many starting points.
@@ -694,6 +697,9 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
         patience: with ``validation``, stop a start after this many evaluations
             without improvement (early stopping); ``None``: run to the end.
         validate_every: iterations between validation evaluations.
+        target: also stop a start (counted as converged) once its objective value
+            is at most ``target`` (e.g. the noise level: Morozov's discrepancy
+            principle for networks that could fit the noise).
 
     **Networks.** :class:`Weights` items (network weights) are coordinates like any
     other. Optax transformations (``optax.adam``, ``optax.adamw`` with schedules,
@@ -760,7 +766,8 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
         g = np.asarray(g)
         for j, (x, v, ok, steps, hist, vhist, vbest) in zip(g, _run_group(
                 problem, method, X[g], max_steps, options, callback, int(g[0]), ftol,
-                batch, vproblem, patience, int(validate_every), _hook, _resume)):
+                batch, vproblem, patience, int(validate_every), _hook, _resume,
+                None if target is None else float(target))):
             x_full, v = _projected(problem, x, v)
             results.append(StartResult(np.asarray(problem.full(X[j])), x_full, v, ok, steps,
                                        hist, vhist, vbest))

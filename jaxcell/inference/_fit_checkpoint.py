@@ -38,8 +38,7 @@ from .._checkpoint_store import (
     to_bytes,
 )
 from .._errors import CheckpointError, InferenceError
-from ._fit import (FitResult, StartResult, _result, as_objective, default_method,
-                   draw_starts, fit)
+from ._fit import FitResult, StartResult, _result, as_objective, default_method, draw_starts, fit
 from ._objective import AbstractObjective
 
 logger = logging.getLogger("jaxcell.inference")

@@ -18,7 +18,7 @@ from .._simulate import simulate
 from .._state import as_path, path_str
 from ._experiment import Experiment
 from ._noise import AbstractGaussianNoise
-from ._objective import AbstractSeparableObjective, _FAILED_RESIDUAL
+from ._objective import _FAILED_RESIDUAL, AbstractSeparableObjective
 from ._parameters import Parameters, _names_in
 from ._weights import Weights
 

@@ -119,7 +119,7 @@ def _fields(node) -> list[tuple[str, Any]]:
 
 def _find_attr(node, name: str, steps: tuple, depth: int = 0):
     """Depth-first search for a field ``name`` in ``node`` or its nested modules."""
-    for fname, value in _fields(node):
+    for fname, _ in _fields(node):
         if fname == name:
             return steps + (("attr", fname),)
     if depth > 6:
