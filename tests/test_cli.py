@@ -217,3 +217,31 @@ def test_fit_petab_boehm(tmp_path, capsys):
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["fit_pSTAT5A_rel.png", "fit_pSTAT5B_rel.png", "fit_rSTAT5A_rel.png"]
     assert main(["fit", str(tmp_path / "none.yaml")]) == 2
+
+
+def test_fit_petab_sciml_problem(tmp_path, capsys):
+    """A PEtab SciML problem (a network before the simulation) fitted from the command
+    line: networks and mechanistic parameters together, reverse mode by default; the
+    best nllh is no worse than the nominal point's, the trained network is written in
+    the PEtab SciML array format, and the plots are drawn."""
+    import json
+
+    from jaxcell.neural import read_network_arrays
+    from jaxcell.petab import load_petab
+
+    yaml = (Path(__file__).resolve().parent / "data" / "petab-sciml" / "sciml_problem_import"
+            / "002" / "petab" / "problem.yaml")
+    out = tmp_path / "fit"
+    assert main(["fit", str(yaml), "--starts", "1", "--max-steps", "4", "--out",
+                 str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "network net1: 51 weights" in text and "alpha" in text
+    data = json.loads((out / "fit.json").read_text())
+    problem = load_petab(yaml)
+    assert len(data["x"]) == len(problem.parameter_ids) == 3 + 51
+    assert data["nllh"] == pytest.approx(float(problem.nllh(np.asarray(data["x"]))),
+                                         rel=1e-9)
+    arrays = read_network_arrays(out / "networks_fitted.hdf5", "net1")
+    assert arrays["layer1.weight"].shape == (5, 2)
+    assert sorted(p.name for p in out.glob("*.png")) == ["fit_predator_o.png",
+                                                          "fit_prey_o.png"]

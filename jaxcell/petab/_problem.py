@@ -57,9 +57,14 @@ class PetabProblem(PetabTables):
 
     def __init__(self, yaml_path, *, rtol: float = 1e-8, atol: float = 1e-10,
                  max_steps: int = 100_000, max_segments: int = 4096,
-                 forward_mode: bool = False):
+                 forward_mode: bool = False, solver: diffrax.AbstractSolver | None = None):
         self.yaml_path = Path(yaml_path)
         self.forward_mode = bool(forward_mode)
+        if solver is not None and not isinstance(solver, diffrax.AbstractSolver):
+            raise PetabError(f"load_petab: solver must be a diffrax solver (such as "
+                             f"jaxcell.solvers.Rodas5() or diffrax.Dopri8()); got "
+                             f"{type(solver).__name__}.")
+        self.solver = Rodas5() if solver is None else solver
         self.rtol, self.atol = float(rtol), float(atol)
         self.max_steps, self.max_segments = int(max_steps), int(max_segments)
         self._read()
@@ -87,7 +92,7 @@ class PetabProblem(PetabTables):
         comp = as_composite(m).prepared(0.0)
         y0 = comp.initial_state()
         sol = diffrax.diffeqsolve(
-            TERM, Rodas5(), 0.0, _PREEQ_T1, None, y0, args=(comp, None),
+            TERM, self.solver, 0.0, _PREEQ_T1, None, y0, args=(comp, None),
             saveat=diffrax.SaveAt(t1=True),
             stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
             event=diffrax.Event(diffrax.steady_state_event(rtol=self.rtol, atol=self.atol)),
@@ -104,7 +109,7 @@ class PetabProblem(PetabTables):
         x0, _ = m.initialize(ts[0])
         x0 = jnp.where(mask, x_pre, x0)
         obs, result, _ = run_sbml(
-            m, ts, x0=x0, solver=Rodas5(),
+            m, ts, x0=x0, solver=self.solver,
             controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
             adjoint=(diffrax.ForwardMode() if self.forward_mode
                      else diffrax.RecursiveCheckpointAdjoint()),
@@ -264,7 +269,8 @@ def _nllh_terms(y, h, sigma, trans, dist):
 
 def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float = 1e-10,
                max_steps: int = 100_000, max_segments: int = 4096,
-               forward_mode: bool = False) -> PetabProblem:
+               forward_mode: bool = False,
+               solver: diffrax.AbstractSolver | None = None) -> PetabProblem:
     """Read a PEtab v1 problem (YAML file and its tables) as a :class:`PetabProblem`.
 
     The SBML model is imported with :func:`load_sbml`; observable and noise formulas
@@ -277,6 +283,11 @@ def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float 
     for normal noise (Laplace: $\\log(2\\sigma_i) + |\\tilde y_i - \\tilde h_i|/\\sigma_i$),
     with $\\tilde{\\cdot}$ the observable transformation (lin, log, log10).
     Pre-equilibration runs to a steady state (``diffrax.steady_state_event``).
+
+    ``solver`` is any diffrax solver (default :class:`jaxcell.solvers.Rodas5`, for
+    stiff models); for non-stiff models with non-smooth right-hand sides (ReLU networks
+    in PEtab SciML problems) an explicit method of high order such as
+    ``diffrax.Dopri8()`` is more accurate at tight tolerances.
 
     ``forward_mode=True`` differentiates the solves in forward mode
     (``diffrax.ForwardMode``): what Jacobians of many residuals with respect to few
@@ -315,4 +326,4 @@ def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float 
 
             cls = PetabV2Problem
     return cls(yaml_path, rtol=rtol, atol=atol, max_steps=max_steps,
-               max_segments=max_segments, forward_mode=forward_mode)
+               max_segments=max_segments, forward_mode=forward_mode, solver=solver)

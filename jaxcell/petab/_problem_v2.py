@@ -233,12 +233,11 @@ class PetabV2Problem(PetabProblem):
         import diffrax
 
         from ..sbml._solve import run_sbml
-        from ..solvers import Rodas5
 
         x0, _ = m.initialize(ts[0])
         x0 = jnp.where(mask, x_pre, x0)
         obs, result, _ = run_sbml(
-            m, ts, x0=x0, solver=Rodas5(),
+            m, ts, x0=x0, solver=self.solver,
             controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
             adjoint=(diffrax.ForwardMode() if self.forward_mode
                      else diffrax.RecursiveCheckpointAdjoint()),
