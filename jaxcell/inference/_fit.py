@@ -158,6 +158,37 @@ def _optax_step_impl(opt, problem, x, opt_state, k, from_state):
     return optax.apply_updates(x, updates), opt_state, value, jnp.max(jnp.abs(grad))
 
 
+_FAST: dict[Any, Any] = {}
+
+
+def _fast_optax_step(opt, problem, from_state):
+    """The optax step as a ``jax.jit`` function of the arrays of ``(opt, problem)``,
+    the iterate, the state and the step number, with the rest (the objective's
+    structure) closed over: cheaper to dispatch every iteration than
+    ``eqx.filter_jit``, which flattens and hashes the whole objective on each call.
+    Cached on that structure, so a later fit of an objective of the same structure
+    reuses the compiled step."""
+    static = eqx.filter((opt, problem), eqx.is_array, inverse=True)
+    leaves, treedef = jax.tree_util.tree_flatten(static)
+    try:
+        key = (treedef, tuple(leaves), bool(from_state))
+        hash(key)
+    except TypeError:  # an unhashable static leaf: fall back to filter_jit
+        return lambda dyn, x, s, k: _optax_step(*eqx.combine(dyn, static), x, s, k,
+                                                from_state)
+    fn = _FAST.get(key)
+    if fn is None:
+        def run(dyn, x, s, k):
+            o, pr = eqx.combine(dyn, static)
+            return _optax_step_impl(o, pr, x, s, k, from_state)
+
+        fn = jax.jit(run)
+        if len(_FAST) > 64:
+            _FAST.clear()
+        _FAST[key] = fn
+    return fn
+
+
 def _strong(tree):
     """``tree`` with weakly typed arrays made strongly typed: optax's initial states
     (L-BFGS's counters and scalars) hold weak scalars that its updates return strong,
@@ -167,6 +198,7 @@ def _strong(tree):
 
 
 _WRAPPED: dict[int, tuple[Any, Any, bool]] = {}
+_NO = np.zeros(1, bool)
 
 
 def _optax_wrapped(method, n):
@@ -366,17 +398,22 @@ def _steppers(problem, method, options, batch):
 
             def step(X, S, active, k):
                 X, S, v, g = _optax_step_batch(opt, problem, X, S, jnp.asarray(active),
-                                               jnp.asarray(k), from_state)
+                                               np.asarray(k), from_state)
                 v, g = np.asarray(v), np.asarray(g)
                 return X, S, np.zeros(len(v), bool), np.zeros(len(v), bool), v, g < 1e-8
         else:
             def init(X):
-                return _strong(opt.init(X[0]))
+                return _strong(opt.init(X))
+
+            fast = _fast_optax_step(opt, problem, from_state)
+            dyn = eqx.filter((opt, problem), eqx.is_array)
 
             def step(X, S, active, k):
-                x, S, v, g = _optax_step(opt, problem, X[0], S, jnp.asarray(k), from_state)
-                return (x[None], S, np.zeros(1, bool), np.zeros(1, bool),
-                        np.asarray([float(v)]), np.asarray([float(g) < 1e-8]))
+                # X is the one start's vector (not a row: no slicing per step); one
+                # device-to-host transfer for the value and the gradient test
+                x, S, v, g = fast(dyn, X, S, np.asarray(k))
+                v, g = jax.device_get((v, g))
+                return (x, S, _NO, _NO, np.asarray([v]), np.asarray([g < 1e-8]))
         return init, step
     if isinstance(method, LevenbergMarquardt):
         const = float(problem.objective.nll_constant())
@@ -445,6 +482,19 @@ def _val_nll_batch(validation, problem, xs):
     return jax.vmap(lambda x: validation.nll(problem.full(x)))(xs)
 
 
+class _Lazy:
+    """Row ``i`` of a (device) array, copied to the host only when read (the best
+    iterate so far changes at almost every optax step)."""
+
+    __slots__ = ("a", "i")
+
+    def __init__(self, a, i):
+        self.a, self.i = a, i
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.a if self.i is None else self.a[self.i], dtype=dtype)
+
+
 @dataclasses.dataclass
 class _Loop:
     """The bookkeeping of :func:`_run_group` between iterations (numpy, host side): what
@@ -493,13 +543,17 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
         return [(X0[i], float(problem.nll(X0[i])), True, 0, (float(problem.nll(X0[i])),),
                  (), None) for i in range(B)]
     is_optax = isinstance(method, optax.GradientTransformation)
+    rows = batch or not is_optax  # else the one start's iterate is a plain vector
+
+    def row(X, i):
+        return _Lazy(X, i if rows else None)
 
     def val_values(X):
         if validation is None:
             return None
         if batch:
             return np.asarray(_val_nll_batch(validation, problem, X))
-        return np.asarray([float(_val_nll(validation, problem, X[0]))])
+        return np.asarray([float(_val_nll(validation, problem, X[0] if rows else X))])
 
     window = 10 if is_optax else 5
     tol = ftol if ftol else (1e-10 if is_optax else 0.0)
@@ -507,12 +561,13 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
     if resume is None:
         v0 = np.asarray(_nll_batch(problem, X0)) if batch else np.asarray(
             [float(_nll_jit(problem, X0[0]))])
-        L = _new_loop(X0, v0, val_values(X0))
-        X, S = X0, init(X0)
+        X = X0 if rows else X0[0]
+        L = _new_loop(X0, v0, val_values(X))
+        S = init(X)
     else:  # a checkpointed start in progress: (loop, X, optimiser state leaves)
         L, X, leaves = resume
         X = jnp.asarray(X)
-        treedef = jax.tree_util.tree_structure(init(X0))
+        treedef = jax.tree_util.tree_structure(init(X0 if rows else X0[0]))
         S = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(v) for v in leaves])
     while L.k < max_steps and L.active.any():
         k = L.k + 1
@@ -526,7 +581,7 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
                 if k > 1:
                     L.history[i].append(float(v[i]))
                 if np.isfinite(v[i]) and v[i] <= L.best_v[i]:
-                    L.best_x[i], L.best_v[i] = np.asarray(X_before[i]), v[i]
+                    L.best_x[i], L.best_v[i] = row(X_before, i), v[i]
                 flat = abs(L.prev[i] - v[i]) <= tol * (1 + abs(v[i])) or small[i]
                 L.quiet[i] = L.quiet[i] + 1 if flat and k > 1 else 0
                 L.prev[i] = v[i]
@@ -547,7 +602,7 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
             if check:
                 L.val_history[i].append(float(vv[i]))
                 if np.isfinite(vv[i]) and vv[i] < L.val_best_v[i]:
-                    L.val_best_v[i], L.val_best_x[i] = vv[i], np.asarray(X[i])
+                    L.val_best_v[i], L.val_best_x[i] = vv[i], row(X, i)
                     L.val_since[i] = 0
                 else:
                     L.val_since[i] += 1
@@ -561,11 +616,11 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
         if hook is not None:
             hook(L, X, S)
     v_last = np.asarray(_nll_batch(problem, X)) if batch else np.asarray(
-        [float(_nll_jit(problem, X[0]))])
+        [float(_nll_jit(problem, X[0] if rows else X))])
     out = []
     for i in range(B):
         if validation is not None:
-            x = L.val_best_x[i]
+            x = np.asarray(L.val_best_x[i])
             value = float(_nll_jit(problem, jnp.asarray(x)))
             out.append((x, value, bool(L.converged[i]), int(L.steps[i]),
                         tuple(L.history[i]), tuple(L.val_history[i]),
@@ -573,8 +628,8 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
             continue
         better = np.isfinite(v_last[i]) and v_last[i] <= L.best_v[i]
         if better or (not is_optax and (not np.isfinite(L.best_v[i]) or L.converged[i])):
-            L.best_x[i], L.best_v[i] = np.asarray(X[i]), v_last[i]
-        out.append((L.best_x[i], float(L.best_v[i]), bool(L.converged[i]), int(L.steps[i]),
+            L.best_x[i], L.best_v[i] = row(X, i), v_last[i]
+        out.append((np.asarray(L.best_x[i]), float(L.best_v[i]), bool(L.converged[i]), int(L.steps[i]),
                     tuple(L.history[i]), (), None))
     return out
 
