@@ -558,12 +558,19 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
     window = 10 if is_optax else 5
     tol = ftol if ftol else (1e-10 if is_optax else 0.0)
     init, step = _steppers(problem, method, options, batch)
+    # A deterministic optax run takes its values from the compiled step itself (the
+    # value before the update), so the nll is not compiled separately.
+    by_step = is_optax and not batch and not isinstance(problem.objective,
+                                                        AbstractStochasticObjective)
     if resume is None:
-        v0 = np.asarray(_nll_batch(problem, X0)) if batch else np.asarray(
-            [float(_nll_jit(problem, X0[0]))])
         X = X0 if rows else X0[0]
-        L = _new_loop(X0, v0, val_values(X))
         S = init(X)
+        if by_step:
+            v0 = step(X, S, np.ones(1, bool), 0)[4]
+        else:
+            v0 = np.asarray(_nll_batch(problem, X0)) if batch else np.asarray(
+                [float(_nll_jit(problem, X0[0]))])
+        L = _new_loop(X0, v0, val_values(X))
     else:  # a checkpointed start in progress: (loop, X, optimiser state leaves)
         L, X, leaves = resume
         X = jnp.asarray(X)
@@ -615,8 +622,11 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
         L.k = k
         if hook is not None:
             hook(L, X, S)
-    v_last = np.asarray(_nll_batch(problem, X)) if batch else np.asarray(
-        [float(_nll_jit(problem, X[0] if rows else X))])
+    if by_step:
+        v_last = step(X, S, L.active, L.k)[4]
+    else:
+        v_last = np.asarray(_nll_batch(problem, X)) if batch else np.asarray(
+            [float(_nll_jit(problem, X[0] if rows else X))])
     out = []
     for i in range(B):
         if validation is not None:
@@ -629,8 +639,8 @@ def _run_group(problem, method, X0, max_steps, options, callback, offset, ftol, 
         better = np.isfinite(v_last[i]) and v_last[i] <= L.best_v[i]
         if better or (not is_optax and (not np.isfinite(L.best_v[i]) or L.converged[i])):
             L.best_x[i], L.best_v[i] = row(X, i), v_last[i]
-        out.append((np.asarray(L.best_x[i]), float(L.best_v[i]), bool(L.converged[i]), int(L.steps[i]),
-                    tuple(L.history[i]), (), None))
+        out.append((np.asarray(L.best_x[i]), float(L.best_v[i]), bool(L.converged[i]),
+                    int(L.steps[i]), tuple(L.history[i]), (), None))
     return out
 
 
