@@ -390,7 +390,7 @@ def _restore(ocp, mgr, root, identity: dict, resume: bool):
 
 def _partial(meta: dict, arrays: list[np.ndarray]):
     """The start in progress of a checkpoint written with ``every``, or ``None``."""
-    from ._fit import _Loop
+    from ._fit_loop import _Loop
 
     if meta.get("partial_k") is None:
         return None

@@ -11,6 +11,7 @@ from jaxtyping import Array, ArrayLike
 
 from .._errors import InferenceError
 from ._objective import AbstractSeparableObjective, AbstractStochasticObjective
+from ._parameters import Parameters
 
 
 class Minibatch(AbstractStochasticObjective):
@@ -109,6 +110,6 @@ class Minibatch(AbstractStochasticObjective):
         n = self.objective.n_items
         value = (n / self.batch_size) * self.objective.items_nll(x, self.batch(step))
         params = self.objective.parameters
-        if getattr(params, "has_penalty", False):
+        if isinstance(params, Parameters) and params.has_penalty:
             value = value + params.penalty(x)
         return value

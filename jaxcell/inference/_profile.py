@@ -9,6 +9,7 @@ import numpy as np
 from .._errors import InferenceError
 from ._fit import FitResult, as_objective, fit
 from ._objective import AbstractObjective
+from ._transforms import AbstractTransform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +78,8 @@ def profile(objective: AbstractObjective, result: FitResult, name: str, *, n_poi
     for xi in grid:
         start = np.asarray(result.x, float).copy()
         start[i] = xi
-        natural.append(float(objective.parameters.scales[i].forward(xi))
-                       if hasattr(objective.parameters.scales[i], "forward")
+        scale = objective.parameters.scales[i]
+        natural.append(float(scale.forward(xi)) if isinstance(scale, AbstractTransform)
                        else float(objective.parameters.values(start)[name]))
         r = fit(objective, method=method, starts=start[None, :], max_steps=max_steps,
                 _fixed={i: float(xi)})
