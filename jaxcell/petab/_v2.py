@@ -98,6 +98,10 @@ class V2Tables:
     def __init__(self, yaml_path: Path, spec: dict):
         self.spec = spec
         base = yaml_path.parent
+        if "problems" in spec:
+            raise PetabError(f"{yaml_path}: format_version {spec.get('format_version')!r} "
+                             "but the v1 layout (a 'problems' list); a PEtab v2 file lists "
+                             "model_files, measurement_files, ... at the top level.")
         models = spec.get("model_files") or {}
         if not isinstance(models, dict) or len(models) != 1:
             raise PetabUnsupportedError("a number of model files other than one",
