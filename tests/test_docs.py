@@ -59,6 +59,7 @@ EXECUTED_PAGES = (
     "concepts/checkpoints.md",
     "concepts/fitting.md",
     pytest.param("concepts/petab-sciml.md", marks=pytest.mark.slow),
+    pytest.param("concepts/training.md", marks=pytest.mark.slow),
     pytest.param("concepts/french-flag.md", marks=pytest.mark.slow),
     pytest.param("concepts/bayesian.md", marks=pytest.mark.slow),
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
