@@ -29,6 +29,11 @@ forecast RMSE on t in (3, 6] of a single simulation from x0 with the trained net
 against single shooting with the same budget. Ratios jaxcell / diffrax+optax below 1:
 jaxcell faster.
 
+**Case ``petab-sciml 022``**: see :func:`case_petab_sciml` (PEtab SciML test-suite
+problem 022, loaded with ``load_petab``, against the same model written by hand).
+AMICI's JAX backend is not in the comparison: it is not part of the benchmark extra
+(AMICI there is the C++ backend for PEtab v1), so it is not measured here.
+
 Adding a case: write ``def case_name(res, cfg) -> None`` that adds rows with
 ``res.add(case, tool, metric, value, unit)`` and append it to ``CASES`` (a PEtab SciML
 problem, for example).
@@ -266,7 +271,104 @@ def forecast(model, ps, x, p):
     return float(np.sqrt(np.mean((pred[31:] - p["exact6"][31:]) ** 2)))
 
 
-CASES = [case_lv_ude]
+# -- a PEtab SciML problem ------------------------------------------------------------------
+
+SCIML = (Path(__file__).resolve().parents[1] / "tests" / "data" / "petab-sciml"
+         / "sciml_problem_import" / "022" / "petab" / "problem.yaml")
+
+
+def case_petab_sciml(res, cfg):
+    """PEtab SciML test-suite problem 022 (Lotka-Volterra; one network, ``net4``, whose
+    second output is the predator production rate (SBML reaction v4, rate gamma) and whose first
+    output is the prey observable): jaxcell ``fit`` of the loaded problem (network
+    weights and alpha, beta, delta together, Adam) against the same model written by
+    hand in diffrax (the same network module, loss and optax transformation). Both with
+    Tsit5 at rtol 1e-8, atol 1e-10. The hand-written loss is checked against the
+    problem's nllh at the nominal point before timing."""
+    from jaxcell.petab import load_petab, petab_objective
+
+    problem = load_petab(SCIML, rtol=1e-8, atol=1e-10, solver=diffrax.Tsit5())
+    obj = petab_objective(problem)
+    x0 = np.asarray(problem.x_nominal)
+    n_mech = len(problem.mechanistic_ids)
+    mech = dict(zip(problem.mechanistic_ids, x0[:n_mech]))
+    net0 = problem.networks(x0)["net4"]
+    y0 = jnp.asarray([0.44249296, 4.6280594])  # the SBML initial values
+    meas = pd_read(SCIML.parent / "measurements.tsv")
+    ts = jnp.asarray(sorted(set(meas["time"])))
+    prey_t = jnp.asarray(meas[meas.observableId == "prey_o"]["time"].to_numpy(float))
+    pred_t = jnp.asarray(meas[meas.observableId == "predator_o"]["time"].to_numpy(float))
+    prey_y = jnp.asarray(meas[meas.observableId == "prey_o"]["measurement"].to_numpy(float))
+    pred_y = jnp.asarray(meas[meas.observableId == "predator_o"]["measurement"]
+                         .to_numpy(float))
+    sd = 0.05
+
+    def field(t, u, args):
+        net, th = args
+        g = net(u)[1]
+        prey, pred = u[0], u[1]
+        return jnp.stack([th[0] * prey - th[2] * prey * pred, g - th[1] * pred])
+
+    def loss(params):
+        net, th = params
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, ts[-1], None, y0,
+            args=(net, th), saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
+            max_steps=100_000, throw=False)
+        idx = lambda tq: jnp.searchsorted(ts, tq)  # noqa: E731
+        u_prey = sol.ys[idx(prey_t)]
+        h_prey = jax.vmap(lambda u: net(u)[0])(u_prey)
+        h_pred = sol.ys[idx(pred_t), 1]
+        r = jnp.concatenate([(prey_y - h_prey) / sd, (pred_y - h_pred) / sd])
+        return 0.5 * jnp.sum(r**2) + r.size * 0.5 * jnp.log(2 * jnp.pi * sd**2)
+
+    th0 = jnp.asarray([mech["alpha"], mech["delta"], mech["beta"]])
+    params = (eqx.filter(net0, eqx.is_inexact_array), th0)
+    static = eqx.filter(net0, eqx.is_inexact_array, inverse=True)
+
+    def full(p):
+        return (eqx.combine(p[0], static), p[1])
+
+    check = float(eqx.filter_jit(lambda p: loss(full(p)))(params))
+    ref = float(problem.nllh(x0))
+    res.note(f"petab-sciml 022: {len(x0)} estimated ({n_mech} mechanistic); nllh at the "
+             f"nominal point: problem {ref:.8g}, hand-written {check:.8g}")
+    if abs(check - ref) > 1e-5 * max(1.0, abs(ref)):
+        raise RuntimeError("hand-written PEtab SciML loss disagrees with the problem's")
+    n = cfg["adam"] // 2
+    timer = Timer()
+    r = fit(obj, method=optax.adam(1e-3), starts=x0[None], max_steps=n, callback=timer)
+    target = ref - 1.0  # one log-likelihood unit better than the nominal point
+    summarise(res, "petab-sciml 022 adam", "jaxcell", timer.stamps,
+              timer.values + [r.value], target)
+    opt = optax.adam(1e-3)
+
+    @eqx.filter_jit
+    def step(p, state):
+        value, grad = eqx.filter_value_and_grad(lambda q: loss(full(q)))(p)
+        updates, state = opt.update(grad, state, p)
+        return eqx.apply_updates(p, updates), state, value
+
+    state = opt.init(params)
+    t0 = time.perf_counter()
+    stamps, values = [], []
+    p = params
+    for _ in range(n):
+        p, state, value = step(p, state)
+        values.append(float(value))
+        stamps.append(time.perf_counter() - t0)
+    last = float(eqx.filter_jit(lambda q: loss(full(q)))(p))
+    summarise(res, "petab-sciml 022 adam", "diffrax+optax", stamps, values + [last], target)
+
+
+def pd_read(path):
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t")
+
+
+CASES = [case_lv_ude, case_petab_sciml]
 
 
 def main():
