@@ -432,13 +432,13 @@ def _plot_fit(out_dir: str, problem, objective, x) -> None:
 
     groups, _ = problem._predictions(jnp.asarray(x))
     curves = problem.observable_curves(x)
-    for o, y, h, sigma in groups:
+    for o, y, _, sigma in groups:
         conds = sorted(set(int(c) for c in o["cond"]))
         fig, axes = plt.subplots(1, len(conds), figsize=(4.5 * len(conds), 3.5),
                                  squeeze=False)
         for ax, ci in zip(axes[0], conds):
             sel = np.asarray(o["cond"]) == ci
-            t, order = np.asarray(o["t"])[sel], np.argsort(np.asarray(o["t"])[sel])
+            t = np.asarray(o["t"])[sel]
             sig = np.broadcast_to(np.asarray(sigma), np.shape(y))[sel]
             if o["trans"] == "lin":  # sigma is in the units of the data
                 ax.errorbar(t, np.asarray(y)[sel], yerr=sig, fmt="o", ms=4, capsize=2,
@@ -447,7 +447,6 @@ def _plot_fit(out_dir: str, problem, objective, x) -> None:
                 ax.plot(t, np.asarray(y)[sel], "o", ms=4, label="measured")
             tf, hf = curves[o["id"]][ci]
             ax.plot(tf, hf, "-", label="fit")
-            del order
             pre, sim = problem.conditions[ci]
             ax.set_title(sim if pre is None else f"{pre} -> {sim}", fontsize="small")
             ax.set_xlabel("time")
@@ -502,8 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     fitp = sub.add_parser(
         "fit", help="fit a PEtab problem by multistart local optimisation",
-        description="Fit a PEtab problem (v1, v2 or PEtab SciML with neural networks): local optimisations (Levenberg-Marquardt "
-                    "for normal noise, else BFGS) from starts uniform within the bounds "
+        description="Fit a PEtab problem (v1, v2 or PEtab SciML with neural networks): "
+                    "local optimisations (Levenberg-Marquardt for normal noise, else BFGS, "
+                    "L-BFGS above 200 parameters) from starts uniform within the bounds "
                     "on the parameter scale. Prints a summary and writes DIR/fit.json "
                     "and one PNG per observable (measurements and fit per condition).")
     fitp.add_argument("problem", help="PEtab YAML file")
