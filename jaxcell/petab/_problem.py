@@ -105,7 +105,11 @@ class PetabProblem(PetabTables):
         return sol.ys[m.scale][m.name]["state"][-1], ok
 
     def _simulate_one(self, values, ts, x_pre, mask):
-        m = self._model_with(values)
+        return self._run(self._model_with(values), ts, x_pre, mask)
+
+    def _run(self, m, ts, x_pre, mask):
+        """Simulate the model ``m`` at ``ts`` (initial state from ``x_pre`` where
+        ``mask``): ``(outputs, result)``."""
         x0, _ = m.initialize(ts[0])
         x0 = jnp.where(mask, x_pre, x0)
         obs, result, _ = run_sbml(

@@ -229,21 +229,6 @@ class PetabV2Problem(PetabProblem):
         return jax.lax.map(lambda a: one(*a),
                            (jnp.arange(n), sim_vals, ts, jnp.asarray(self._mask)))
 
-    def _run(self, m, ts, x_pre, mask):
-        import diffrax
-
-        from ..sbml._solve import run_sbml
-
-        x0, _ = m.initialize(ts[0])
-        x0 = jnp.where(mask, x_pre, x0)
-        obs, result, _ = run_sbml(
-            m, ts, x0=x0, solver=self.solver,
-            controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
-            adjoint=(diffrax.ForwardMode() if self.forward_mode
-                     else diffrax.RecursiveCheckpointAdjoint()),
-            max_steps=self.max_steps, max_segments=self.max_segments)
-        return obs, result
-
     def _formula(self, text, oid, kind, outputs, where):
         """v2 placeholders (named in the observable table) and network outputs in
         observable formulas."""
