@@ -2,7 +2,9 @@
 
 Models are equinox modules (processes) that share one state pytree; ``simulate`` turns
 them into one diffrax solve. float64 is enabled on import (set the environment variable
-``JAXCELL_DISABLE_X64=1`` before importing to keep JAX's float32 default).
+``JAXCELL_DISABLE_X64=1`` before importing to keep JAX's float32 default). On a CPU,
+JAX is asked for one device per core (``JAXCELL_CPU_DEVICES=n`` to choose, ``1`` for
+JAX's default) so that ensembles use every core; see ``docs/scale-out.md``.
 """
 
 import os as _os
@@ -11,6 +13,10 @@ import jax as _jax
 
 if _os.environ.get("JAXCELL_DISABLE_X64", "0") in ("", "0", "false", "False"):
     _jax.config.update("jax_enable_x64", True)
+
+from ._devices import use_cpu_cores as _use_cpu_cores  # noqa: E402
+
+_use_cpu_cores()
 
 from . import analysis as analysis
 from . import cellular as cellular

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from .._custom_types import Path, PathLike
@@ -19,6 +22,7 @@ from .._process import (
     replace_in_dict,
 )
 from .._state import StateView, as_ref, path_str
+from . import _halo
 from ._lattice import Neighbours
 
 
@@ -60,6 +64,13 @@ class GapJunction(AbstractContinuousProcess):
             volume), a non-negative scalar; a pytree leaf, so it can be fitted and
             differentiated.
         component: a label or an integer index of the column to couple.
+        devices: a count of local devices or a list of :class:`jax.Device`: the cells
+            are split, in index order, into one block per device, and each block
+            takes the few neighbouring cells it needs from the adjacent blocks (a halo
+            exchange with ``jax.lax.ppermute``), for tissues larger than one device.
+            The number of cells must divide evenly, and every neighbour must lie in
+            the same or an adjacent block (lattices ordered row by row do). The result
+            equals the single-device one to rounding.
 
     Raises:
         ModelError: ``neighbours`` is not a :class:`Neighbours`, ``D`` is not a
@@ -98,9 +109,13 @@ class GapJunction(AbstractContinuousProcess):
     path: Path = eqx.field(static=True)
     component: str | int | None = eqx.field(static=True)
     params: dict[str, Array]
+    mesh: Any = eqx.field(static=True)
+    halo: int = eqx.field(static=True)
+    local_index: Array | None
 
     def __init__(self, name: str, neighbours: Neighbours, path: PathLike, *,
-                 D: ArrayLike, component: str | int | None = None):
+                 D: ArrayLike, component: str | int | None = None,
+                 devices: int | Sequence[Any] | None = None):
         owner = f"GapJunction {name!r}"
         if not isinstance(neighbours, Neighbours):
             raise ModelError(f"{owner}: neighbours must come from hex_lattice, "
@@ -127,6 +142,15 @@ class GapJunction(AbstractContinuousProcess):
         self.path = ref[:3]  # pyright: ignore[reportAttributeAccessIssue]
         self.component = component
         self.params = {"D": d}
+        self.mesh = _halo.make_mesh(owner, devices, neighbours.n_cells)
+        self.halo, self.local_index = 0, None
+        if self.mesh is not None:
+            try:
+                local, self.halo = _halo.local_neighbours(np.asarray(neighbours.index),
+                                                          self.mesh.devices.size)
+            except ModelError as e:
+                raise ModelError(f"{owner}: {e}") from None
+            self.local_index = jnp.asarray(local)
 
     def ports(self) -> Ports:
         comps = ((self.path, self.component),) if isinstance(self.component, str) else ()
@@ -170,11 +194,32 @@ class GapJunction(AbstractContinuousProcess):
                 f"graph.")
         col = None if self.component is None else self._column(state, x.shape)
         v = x if col is None else x[:, col]
-        diff = v[nb.index] - v[:, None]                       # (N, K[, k])
-        mask = nb.mask.reshape(nb.mask.shape + (1,) * (v.ndim - 1))
         p = checked_parameters(f"GapJunction {self.name!r}", self.params,
                                nonnegative=("D",))
-        flux = p["D"] * jnp.sum(jnp.where(mask, diff, 0.0), axis=1)
+        if self.mesh is None:
+            total = _neighbour_sum(v, v, nb.index, nb.mask)
+        else:
+            k, h = self.mesh.devices.size, self.halo
+            spec = jax.sharding.PartitionSpec(_halo.AXIS)
+
+            def block(v, index, mask):
+                if h == 0:
+                    return _neighbour_sum(v, v, index, mask)
+                lo, hi = _halo.exchange(v, h, k)
+                return _neighbour_sum(_halo.pad_rows(v, lo, hi), v, index, mask)
+
+            total = jax.shard_map(block, mesh=self.mesh, in_specs=(spec, spec, spec),
+                                  out_specs=spec, check_vma=False)(
+                v, self.local_index, nb.mask)
+        flux = p["D"] * total
         if col is not None:
             flux = jnp.zeros_like(x).at[:, col].set(flux)
         return {self.path: flux}
+
+
+def _neighbour_sum(ext: Array, v: Array, index: Array, mask: Array) -> Array:
+    """``sum_j (x_j - x_i)`` over each row's neighbours; ``index`` points into ``ext``
+    (``v`` itself, or ``v`` with halo rows on both sides)."""
+    diff = ext[index] - v[:, None]                             # (N, K[, k])
+    mask = mask.reshape(mask.shape + (1,) * (v.ndim - 1))
+    return jnp.sum(jnp.where(mask, diff, 0.0), axis=1)

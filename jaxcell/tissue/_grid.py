@@ -12,12 +12,15 @@ missing neighbour (a *ghost cell*) from the boundary condition of that side:
   is ``v`` (second-order accurate);
 - :class:`Periodic`: the ghost is the cell on the opposite side.
 
-Everything is array slicing and padding, with no loop over cells.
+Everything is array slicing and padding, with no loop over cells. A grid made with
+``devices=`` splits its first axis over those devices; the Laplacian then exchanges one
+layer of halo cells with the neighbouring blocks (``_halo.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -25,6 +28,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
 from .._errors import ModelError
+from . import _halo
 
 
 class AbstractBoundary(eqx.Module):
@@ -67,6 +71,12 @@ class Periodic(AbstractBoundary):
 class Grid(eqx.Module):
     """A regular grid of ``shape`` cubic cells of side ``spacing`` (1-D, 2-D or 3-D).
 
+    ``devices`` (a count of local devices, or a list of :class:`jax.Device`) splits
+    the grid's first axis into one block per device (``shape[0]`` must divide evenly):
+    fields on it are computed block by block with a one-layer halo exchange
+    (``jax.shard_map`` + ``jax.lax.ppermute``), for grids larger than one device. The
+    result equals the single-device one to rounding.
+
     Examples:
         >>> from jaxcell.tissue import Grid
         >>> g = Grid((4, 3), spacing=0.5)
@@ -76,8 +86,10 @@ class Grid(eqx.Module):
 
     shape: tuple[int, ...] = eqx.field(static=True)
     spacing: float = eqx.field(static=True)
+    mesh: Any = eqx.field(static=True)
 
-    def __init__(self, shape: Sequence[int], spacing: float = 1.0):
+    def __init__(self, shape: Sequence[int], spacing: float = 1.0, *,
+                 devices: int | Sequence[Any] | None = None):
         shape = tuple(int(n) for n in shape)
         if not 1 <= len(shape) <= 3 or any(n < 1 for n in shape):
             raise ModelError(
@@ -86,6 +98,7 @@ class Grid(eqx.Module):
             raise ModelError(f"Grid: spacing must be positive; got {spacing}.")
         self.shape = shape
         self.spacing = float(spacing)
+        self.mesh = _halo.make_mesh(f"Grid{shape}", devices, shape[0])
 
     @property
     def ndim(self) -> int:
@@ -106,18 +119,38 @@ class Grid(eqx.Module):
                                                           AbstractBoundary], ...]) -> Array:
         """Finite-volume Laplacian of ``c`` (shape ``self.shape``) with one
         ``(low, high)`` pair of boundary conditions per axis."""
-        h2 = self.spacing ** 2
-        out = jnp.zeros_like(c)
-        for axis, (lo, hi) in enumerate(boundaries):
-            n = c.shape[axis]
-            first = jax.lax.slice_in_dim(c, 0, 1, axis=axis)
-            last = jax.lax.slice_in_dim(c, n - 1, n, axis=axis)
-            padded = jnp.concatenate([lo.ghost(first, last), c, hi.ghost(last, first)],
-                                     axis=axis)
-            left = jax.lax.slice_in_dim(padded, 0, n, axis=axis)
-            right = jax.lax.slice_in_dim(padded, 2, n + 2, axis=axis)
-            out = out + (left - 2.0 * c + right) / h2
-        return out
+        if self.mesh is None:
+            return _laplacian(c, boundaries, self.spacing, None)
+        k = self.mesh.devices.size
+        spec = jax.sharding.PartitionSpec(_halo.AXIS)
+        return jax.shard_map(
+            lambda c, b: _laplacian(c, b, self.spacing, k), mesh=self.mesh,
+            in_specs=(spec, jax.sharding.PartitionSpec()), out_specs=spec,
+            check_vma=False)(c, boundaries)
+
+
+def _laplacian(c, boundaries, spacing: float, k: int | None):
+    """The Laplacian of a whole grid (``k=None``) or of one of ``k`` blocks of its first
+    axis inside ``shard_map`` (the ghosts of axis 0 come from the neighbouring blocks,
+    and from the boundary conditions at the first and last block)."""
+    h2 = spacing ** 2
+    out = jnp.zeros_like(c)
+    for axis, (lo, hi) in enumerate(boundaries):
+        n = c.shape[axis]
+        first = jax.lax.slice_in_dim(c, 0, 1, axis=axis)
+        last = jax.lax.slice_in_dim(c, n - 1, n, axis=axis)
+        if axis == 0 and k is not None:
+            from_left, from_right = _halo.exchange(c, 1, k)
+            low = jnp.where(_halo.is_first_block(), lo.ghost(first, from_left), from_left)
+            high = jnp.where(_halo.is_last_block(k), hi.ghost(last, from_right),
+                             from_right)
+        else:
+            low, high = lo.ghost(first, last), hi.ghost(last, first)
+        padded = jnp.concatenate([low, c, high], axis=axis)
+        left = jax.lax.slice_in_dim(padded, 0, n, axis=axis)
+        right = jax.lax.slice_in_dim(padded, 2, n + 2, axis=axis)
+        out = out + (left - 2.0 * c + right) / h2
+    return out
 
 
 def as_boundaries(grid: Grid, boundary) -> tuple[tuple[AbstractBoundary,

@@ -1,0 +1,78 @@
+"""Run by tests/test_scale_out.py in fresh processes (the device count is fixed when JAX
+starts). ``devices OUT``: ensembles and a tissue on 1 and 4 CPU devices;
+``distributed PROCESS_ID PORT OUT``: an ensemble over two processes."""
+
+from __future__ import annotations
+
+import sys
+
+
+def ensemble_case(devices=None, chunk_size=None):
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxcell as jc
+
+    a = jnp.linspace(50.0, 150.0, 10)  # 10 members: not a multiple of 4 (padding)
+    tr = jc.ensemble(jc.models.goodwin(), 0.0, 30.0, saveat=[5.0, 15.0, 30.0],
+                     parameters={"a": a}, devices=devices, chunk_size=chunk_size)
+    return np.asarray(tr["z"]), np.asarray(tr.success)
+
+
+def tissue_case(devices=None):
+    import jax
+    import numpy as np
+
+    import jaxcell as jc
+    from jaxcell.tissue import (
+        DiffusingField,
+        Dirichlet,
+        GapJunction,
+        Grid,
+        NoFlux,
+        Periodic,
+        square_lattice,
+    )
+
+    init = jax.random.uniform(jax.random.key(0), (16, 6))
+    field = DiffusingField("m", Grid((16, 6), spacing=0.5, devices=devices), D=0.3,
+                           decay=0.1, initial=init,
+                           boundary=[(Dirichlet(1.0), NoFlux()), Periodic()])
+    x0 = jax.random.uniform(jax.random.key(1), (64, 2))
+    cells = jc.ODE("cells", {"x": x0}, lambda t, y, p: {"x": -0.1 * y["x"]},
+                   scale="cellular")
+    gap = GapJunction("gap", square_lattice(8, 8, periodic=True), "cellular/cells/x",
+                      D=0.5, devices=devices)
+    tr = jc.simulate(jc.Composite([field, cells, gap]), 0.0, 2.0, saveat=[1.0, 2.0])
+    return np.asarray(tr["tissue/m/concentration"]), np.asarray(tr["cellular/cells/x"])
+
+
+def main(argv):
+    import numpy as np
+
+    if argv[0] == "devices":
+        import jax
+
+        import jaxcell  # noqa: F401  (asks JAX for JAXCELL_CPU_DEVICES devices)
+
+        out = {"n_devices": np.asarray(jax.local_device_count())}
+        out["ens_one"], out["ok_one"] = ensemble_case(devices=1)
+        out["ens_all"], out["ok_all"] = ensemble_case()
+        out["ens_chunk"], _ = ensemble_case(chunk_size=1)
+        out["field_one"], out["cells_one"] = tissue_case(None)
+        out["field_all"], out["cells_all"] = tissue_case(4)
+        np.savez(argv[1], **out)
+    elif argv[0] == "distributed":
+        import jax
+
+        jax.distributed.initialize(coordinator_address=f"127.0.0.1:{argv[2]}",
+                                   num_processes=2, process_id=int(argv[1]),
+                                   initialization_timeout=120)
+        z, ok = ensemble_case()
+        np.savez(argv[3], z=z, ok=ok, process_count=np.asarray(jax.process_count()))
+    else:
+        raise SystemExit(f"unknown mode {argv[0]!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
