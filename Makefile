@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.jaxcell-installed
 JOBS   ?= 2
 
-.PHONY: demo test test-slow test-all docs bench bench-quick sbml-suite lint clean venv
+.PHONY: demo test test-slow test-all test-smoke docs bench bench-quick sbml-suite lint clean venv
 
 venv: $(STAMP)
 
@@ -25,6 +25,24 @@ demo: $(STAMP)
 ## The test suite (fast checks; slow ones are in test-slow).
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m "not slow" jaxcell tests
+
+## A fast subset on the newest Python found (or SMOKE_PYTHON=...), in its own venv with
+## only jaxcell's runtime dependencies at their newest releases: no pin is needed to stay
+## green on the current JAX. Skipped, with a message, when no Python >= 3.12 is found.
+SMOKE_VENV ?= .venv-smoke
+SMOKE_PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 \
+	$$(ls -d $$HOME/.pyenv/versions/3.1[2-9]* 2>/dev/null | sort -V -r | sed 's|$$|/bin/python3|'); do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
+SMOKE_TESTS ?= tests/test_simulate.py tests/test_network.py tests/test_events.py \
+	tests/test_rosenbrock.py tests/test_scale_out.py
+test-smoke:
+	@if [ -z "$(SMOKE_PYTHON)" ]; then echo "test-smoke: no Python >= 3.12 found; skipped"; exit 0; fi; \
+	set -e; $(SMOKE_PYTHON) --version; \
+	test -x $(SMOKE_VENV)/bin/python || $(SMOKE_PYTHON) -m venv $(SMOKE_VENV); \
+	$(SMOKE_VENV)/bin/python -m pip install --quiet --upgrade pip; \
+	$(SMOKE_VENV)/bin/python -m pip install --quiet --upgrade -e . pytest==9.2.0 pytest-xdist==3.8.0; \
+	$(SMOKE_VENV)/bin/python -c 'import jax, sys; print("smoke: Python", sys.version.split()[0], "jax", jax.__version__)'; \
+	$(SMOKE_VENV)/bin/python -m pytest -n $(JOBS) -m "not slow" -p no:cacheprovider $(SMOKE_TESTS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m slow tests

@@ -6,9 +6,10 @@ Models (``_models.spec``): boehm, fujita, mapk, repressilator; 101 output times;
 ``z ~ N(0, 1)``, seed 0 (the 1,000 set is the first 1,000 of the 10,000 set).
 
 One row per model and tool: ``ensemble_<N>_s``, the wall seconds for N members. jaxcell
-runs ``jax.jit(jax.vmap(sim))`` over the parameter arrays (compiled ahead of time; in
-one process or over 2 worker processes, the faster is used); the peers run a Python loop
-on one core (with ``--quick`` over a subset, extrapolated). Layout, compile time,
+runs ``jax.vmap(sim)`` over the parameter arrays as ``jc.ensemble`` does by default (one
+``shard_map`` program over every local device: one CPU device per core); other layouts
+on request (``--layouts``). The peers run a Python loop in one process per core, on the
+same cores (with ``--quick`` over a subset, extrapolated). Layout, compile time,
 failures, steps and per-member times are in the rows' notes. Per model, one agreement
 check: the first member of each tool against scipy LSODA at rtol 1e-10 / atol 1e-12.
 
@@ -46,6 +47,7 @@ import _models  # noqa: E402
 
 import jaxcell as jc  # noqa: E402
 import jaxcell.io as jio  # noqa: E402
+from jaxcell._devices import map_batch  # noqa: E402
 
 try:
     import roadrunner
@@ -106,6 +108,10 @@ def make_sim(s: _models.Spec):
     return sim
 
 
+def _vmapped(sim, batch):
+    return jax.vmap(sim)(batch)
+
+
 class EnsembleRunner:
     """jit(vmap(sim)) over a batch of parameter vectors, in one process.
 
@@ -128,6 +134,14 @@ class EnsembleRunner:
         devs = jax.devices()
         f = jax.jit(jax.vmap(sim))
         t = time.perf_counter()
+        if method == "sharded":
+            # what jc.ensemble does: one shard_map program over every local device
+            self.sharded = lambda P_: map_batch(_vmapped, sim, jnp.asarray(P_))
+            C.block(self.sharded(np.zeros((n, n_params)) + 1.0))
+            self.compile_s = time.perf_counter() - t
+            self.compile_note = f"first call (shard_map over {len(devs)} devices)"
+            return
+        self.sharded = None
         if method == "vmap":
             self.shardings = [SingleDeviceSharding(devs[0])]
             pieces = [(f, n)]
@@ -150,6 +164,9 @@ class EnsembleRunner:
             f" of {len(self.compiled)} executables" if len(self.compiled) > 1 else "")
 
     def __call__(self, P_: np.ndarray):
+        if self.sharded is not None:
+            out = C.block(self.sharded(P_))
+            return [np.asarray(o) for o in out]
         parts = np.split(P_, len(self.compiled))
         outs = [c(jax.device_put(x, sh)) for c, x, sh in
                 zip(self.compiled, parts, self.shardings, strict=True)]
@@ -251,7 +268,8 @@ def worker_main(argv: list[str]) -> None:
             break
 
 
-LAYOUT_LABEL = {"vmap": "vmap, 1 device", "procs": "2 processes x vmap",
+LAYOUT_LABEL = {"sharded": "jc.ensemble layout: shard_map over all devices",
+                "vmap": "vmap, 1 device", "procs": "2 processes x vmap",
                 "spmd": "NamedSharding SPMD, 2 devices",
                 "split": "batch split over 2 devices in 1 process"}
 
@@ -318,15 +336,62 @@ def scipy_solver(s: _models.Spec):
     return solve, "solve_ivp(method='LSODA')"
 
 
-def peer_solvers(s: _models.Spec) -> dict:
+def peer_solvers(s: _models.Spec, only: str | None = None) -> dict:
     """tool -> (solve(params) -> trajectory, note) for the peers that are installed."""
     solvers = {}
-    if roadrunner is not None:
+    if roadrunner is not None and only in (None, "libroadrunner"):
         solvers["libroadrunner"] = roadrunner_solver(s)
-    if _amici.available():
+    if _amici.available() and only in (None, "amici"):
         solvers["amici"] = amici_solver(s)
-    solvers["scipy"] = scipy_solver(s)
+    if only in (None, "scipy"):
+        solvers["scipy"] = scipy_solver(s)
     return solvers
+
+
+_PEER: dict = {}
+
+
+def _peer_init(tool: str, name: str) -> None:
+    """In a peer worker process: build the solver once."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    if roadrunner is not None:
+        roadrunner.Logger.setLevel(roadrunner.Logger.LOG_ERROR)
+    s = _models.spec(name)
+    _PEER["solve"] = peer_solvers(s, only=tool)[tool][0]
+    _PEER["keys"] = list(s.params)
+
+
+def _peer_chunk(P_: np.ndarray):
+    dt, fails, first = run_loop(_PEER["solve"], _PEER["keys"], P_, len(P_))
+    return fails, first
+
+
+def _peer_ready(_):
+    return True
+
+
+class PeerPool:
+    """One peer worker process per core (spawned, each builds its own solver), so that
+    the peers use the same cores as jaxcell; a call splits the members evenly."""
+
+    def __init__(self, tool: str, name: str, n_procs: int):
+        import multiprocessing as mp
+
+        self.pool = mp.get_context("spawn").Pool(n_procs, initializer=_peer_init,
+                                                 initargs=(tool, name))
+        self.n = n_procs
+        self.pool.map(_peer_ready, range(n_procs), chunksize=1)
+
+    def __call__(self, P_: np.ndarray):
+        t = time.perf_counter()
+        parts = self.pool.map(_peer_chunk, np.array_split(P_, self.n), chunksize=1)
+        return time.perf_counter() - t, sum(p[0] for p in parts), parts[0][1]
+
+    def close(self):
+        self.pool.close()
+        self.pool.join()
 
 
 def run_loop(solve, keys: list[str], P_: np.ndarray, k: int):
@@ -382,12 +447,22 @@ def bench_model(name: str, res: C.Results, cfg: dict, sizes: list[int],
             f"{int(n - ok.sum())}/{n}; max accepted steps {int(steps.max())}"
             + (f"; other layouts: {others}" if others else "")))
 
-        # peers: a sequential loop on one core, over a subset extrapolated to n
+        # peers: a loop in one process per core, over a subset extrapolated to n
+        cores = res.machine["usable_cores"] or 1
         for tool, (solve, how) in peers.items():
             k = min(n, cfg[tool] or n)
-            dt, fails, first = run_loop(solve, keys, Pn, k)
+            if cores > 1:
+                pool = PeerPool(tool, name, cores)
+                try:
+                    dt, fails, first = pool(Pn[:k])
+                finally:
+                    pool.close()
+                layout = f"{cores} processes (one per core), a loop in each"
+            else:
+                dt, fails, first = run_loop(solve, keys, Pn, k)
+                layout = "sequential loop, 1 core"
             firsts.setdefault(tool, first)
-            note = (f"sequential loop, 1 core; {dt / k * 1e3:.3g} ms per member; failures "
+            note = (f"{layout}; {dt / k * 1e3:.3g} ms per member (wall); failures "
                     f"{fails}/{k}" + (f"; extrapolated from {k} members" if k < n else "")
                     + f"; {how}")
             res.add(name, tool, metric, dt / k * n, "s", note=note)
@@ -430,9 +505,11 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(_models.SPEC_NAMES),
                     help="comma-separated subset of: " + ", ".join(_models.SPEC_NAMES))
     ap.add_argument("--sizes", default="1000", help="ensemble sizes, e.g. 1000,10000")
-    ap.add_argument("--layouts", default="vmap,procs",
+    ap.add_argument("--layouts", default="sharded",
                     help="jaxcell layouts compared at the first size (the fastest is used "
-                         "for the others): vmap (1 device), procs (2 worker processes), "
+                         "for the others): sharded (default: what jc.ensemble does, one "
+                         "shard_map program over every device), vmap (1 device), procs "
+                         "(2 worker processes), "
                          "and, at the risk of a deadlock with jaxlib 0.10.2, split (2 CPU "
                          "devices in one process) and spmd (NamedSharding)")
     args = ap.parse_args()
@@ -455,8 +532,8 @@ def main() -> None:
         bench_model(name, res, cfg, sizes, layouts)
     res.note("relative error: max over times and species of |a - ref| / max(|ref|, "
              "1e-3 max_t |ref_species|)")
-    res.note("peers run sequentially on 1 core; jaxcell uses the layout in its note "
-             "(the other layouts' times are there too)")
+    res.note("peers run a loop in one process per core (the same cores as jaxcell); "
+             "jaxcell uses the layout in its note (other layouts' times are there too)")
     print(f"\n== ensemble.py results (total {res.elapsed():.0f} s) ==")
     print_speedups(res, sizes)
     res.finish(args.json)

@@ -16,6 +16,7 @@ core by default.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from jax.sharding import PartitionSpec as P
 from ._errors import SimulationError
 
 _ENV = "JAXCELL_CPU_DEVICES"
+logger = logging.getLogger("jaxcell")
 
 
 def cpu_cores() -> int:
@@ -152,12 +154,13 @@ def map_batch(fn: Callable[[Any, Any], Any], args: Any, inputs: Any, *,
         per = math.ceil(n / n_proc)
         lo = min(proc * per, n - 1)
         index = np.minimum(np.arange(lo, lo + per), n - 1)
-        local = _local(fn, args, _take(inputs, index), per, devs, chunk_size)
+        local = _local(fn, args, _take(inputs, index), per, devs, chunk_size, where)
         return _gather(local, n)
-    return _local(fn, args, inputs, n, devs, chunk_size)
+    return _local(fn, args, inputs, n, devs, chunk_size, where)
 
 
-def _local(fn, args, inputs, n: int, devs: list[Any], chunk_size: int | None):
+def _local(fn, args, inputs, n: int, devs: list[Any], chunk_size: int | None,
+           where: str = "ensemble"):
     k = len(devs)
     per_device = math.ceil(n / k) if chunk_size is None else min(int(chunk_size),
                                                                   math.ceil(n / k))
@@ -165,10 +168,24 @@ def _local(fn, args, inputs, n: int, devs: list[Any], chunk_size: int | None):
         return fn(args, inputs)
     step = per_device * k
     n_chunks = math.ceil(n / step)
-    if k == 1:
-        call, sharding = fn, None
-    else:
-        call, sharding = _sharded(fn, tuple(devs))
+    call, sharding = (fn, None) if k == 1 else _sharded(fn, tuple(devs))
+    if sharding is not None:
+        first = jax.device_put(_take(inputs, np.minimum(np.arange(step), n - 1)), sharding)
+        why = None
+        try:
+            text = call.lower(args, first).as_text()
+        except Exception as e:  # noqa: BLE001 - any failure: the one-device path decides
+            why = f"it does not trace under shard_map ({type(e).__name__}: {e})"[:300]
+        else:
+            if devs[0].platform == "cpu" and "lapack_" in text:
+                # LAPACK kernels (batched LU and triangular solves: implicit diffrax
+                # solvers, Rodas5 above 16 states under vmap) wait on the thread pool
+                # that also runs the CPU devices, and deadlock when every device is
+                # busy (seen with 81,920 members on 2 devices).
+                why = "it calls LAPACK, which can deadlock across CPU devices"
+        if why is not None:
+            logger.info("%s: running on one device: %s.", where, why)
+            return _local(fn, args, inputs, n, devs[:1], chunk_size, where)
     outs = []
     for i in range(n_chunks):  # dispatched asynchronously: devices run ahead
         part = _take(inputs, np.minimum(np.arange(i * step, (i + 1) * step), n - 1))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 
-def ensemble_case(devices=None, chunk_size=None):
+def ensemble_case(devices=None, chunk_size=None, **kwargs):
     import jax.numpy as jnp
     import numpy as np
 
@@ -15,8 +15,30 @@ def ensemble_case(devices=None, chunk_size=None):
 
     a = jnp.linspace(50.0, 150.0, 10)  # 10 members: not a multiple of 4 (padding)
     tr = jc.ensemble(jc.models.goodwin(), 0.0, 30.0, saveat=[5.0, 15.0, 30.0],
-                     parameters={"a": a}, devices=devices, chunk_size=chunk_size)
+                     parameters={"a": a}, devices=devices, chunk_size=chunk_size,
+                     **kwargs)
     return np.asarray(tr["z"]), np.asarray(tr.success)
+
+
+def lapack_case():
+    """An implicit diffrax solver (batched LAPACK LU under vmap) runs on one device,
+    and says so in the log."""
+    import logging
+
+    import diffrax
+
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("jaxcell")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        z, _ = ensemble_case(solver=diffrax.Kvaerno5())
+    finally:
+        logger.removeHandler(handler)
+    z_one, _ = ensemble_case(devices=1, solver=diffrax.Kvaerno5())
+    return z, z_one, any("running on one device" in m for m in messages)
 
 
 def tissue_case(devices=None):
@@ -47,6 +69,34 @@ def tissue_case(devices=None):
     return np.asarray(tr["tissue/m/concentration"]), np.asarray(tr["cellular/cells/x"])
 
 
+def chain_case():
+    """20 decaying species under Rodas5 (LAPACK under vmap above 16 states): one device,
+    said in the log; the analytic solution exp(-k t)."""
+    import logging
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxcell as jc
+
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("jaxcell")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    decay = jc.ODE("chain", {"x": jnp.ones(20)}, lambda t, y, p: {"x": -p["k"] * y["x"]},
+                   parameters={"k": 1.0})
+    k = jnp.linspace(0.5, 2.0, 6)
+    try:
+        tr = jc.ensemble(decay, 0.0, 2.0, saveat=[2.0], parameters={"k": k})
+    finally:
+        logger.removeHandler(handler)
+    x = np.asarray(tr["x"])[:, -1, :]
+    exact = np.exp(-2.0 * np.asarray(k))[:, None] * np.ones((1, 20))
+    return np.abs(x - exact).max(), any("LAPACK" in m for m in messages)
+
+
 def main(argv):
     import numpy as np
 
@@ -59,6 +109,8 @@ def main(argv):
         out["ens_one"], out["ok_one"] = ensemble_case(devices=1)
         out["ens_all"], out["ok_all"] = ensemble_case()
         out["ens_chunk"], _ = ensemble_case(chunk_size=1)
+        out["lapack_all"], out["lapack_one"], out["lapack_logged"] = lapack_case()
+        out["chain_err"], out["chain_logged"] = chain_case()
         out["field_one"], out["cells_one"] = tissue_case(None)
         out["field_all"], out["cells_all"] = tissue_case(4)
         np.savez(argv[1], **out)
