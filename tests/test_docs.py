@@ -64,6 +64,7 @@ EXECUTED_PAGES = (
     pytest.param("concepts/bayesian.md", marks=pytest.mark.slow),
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
     pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
+    pytest.param("concepts/sensitivity.md", marks=pytest.mark.slow),
 )
 
 

@@ -1,5 +1,18 @@
-"""Analysis of trajectories: oscillation period and peaks."""
+"""Analysis of trajectories and models: oscillation period and peaks; global sensitivity
+analysis (Sobol' indices, Morris screening)."""
 
+from ._morris import (
+    MorrisIndices as MorrisIndices,
+)
+from ._morris import (
+    morris_indices as morris_indices,
+)
+from ._morris import (
+    morris_indices_from_outputs as morris_indices_from_outputs,
+)
+from ._morris import (
+    morris_sample as morris_sample,
+)
 from ._oscillation import (
     find_peaks as find_peaks,
 )
@@ -8,4 +21,16 @@ from ._oscillation import (
 )
 from ._oscillation import (
     period as period,
+)
+from ._sobol import (
+    SobolIndices as SobolIndices,
+)
+from ._sobol import (
+    saltelli_sample as saltelli_sample,
+)
+from ._sobol import (
+    sobol_indices as sobol_indices,
+)
+from ._sobol import (
+    sobol_indices_from_outputs as sobol_indices_from_outputs,
 )
