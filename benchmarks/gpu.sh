@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Tissue scaling on an NVIDIA GPU: benchmarks/tissue_scaling.py with up to 10^6 cells.
+# The GPU benchmarks in one go, on an NVIDIA machine:
+#   1. tissue scaling (benchmarks/tissue_scaling.py, up to 10^6 cells);
+#   2. strong scaling over the GPUs (benchmarks/scaling.py: a 10^4-member ensemble and a
+#      10^5-cell sharded tissue on 1, 2, 4, ... GPUs, as many as there are);
+#   3. ensembles against the CPU peers (benchmarks/ensemble.py --quick);
+#   4. global sensitivity analysis (benchmarks/gsa.py --quick: 81,920 simulations).
 #
-#   bash benchmarks/gpu.sh            # full run (more repeats)
-#   bash benchmarks/gpu.sh --quick    # fewer repeats; any tissue_scaling.py flag passes through
+#   bash benchmarks/gpu.sh            # full tissue run (more repeats), the others --quick
+#   bash benchmarks/gpu.sh --quick    # fewer repeats; flags pass through to tissue_scaling.py
 #
 # Uses the project's virtual environment (VENV, default .venv; `make venv` makes it) and
 # JAX's CUDA 12 wheels. If JAX already sees the GPU nothing is installed, so the script
 # runs offline; otherwise it installs jax[cuda12] at the installed jax version (needs
 # network) and stops with a message if that fails. Results:
-# bench-results/tissue_scaling_gpu.json (OUT=... to change). scipy runs on the CPU up to
+# bench-results/*_gpu.json (OUT=... changes the tissue scaling one). scipy runs on the CPU up to
 # 10^5 cells (SCIPY_MAX=... to change).
 set -euo pipefail
 
@@ -58,6 +63,12 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 # --threads default: no XLA CPU flags (jaxcell computes on the GPU); scipy gets one BLAS
 # thread, as in the CPU benchmark's default.
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-mkdir -p "$(dirname "$OUT")"
-exec "$PY" benchmarks/tissue_scaling.py --sizes "$SIZES" --scipy-max "$SCIPY_MAX" \
+mkdir -p "$(dirname "$OUT")" bench-results
+"$PY" benchmarks/tissue_scaling.py --sizes "$SIZES" --scipy-max "$SCIPY_MAX" \
     --threads default --json "$OUT" "$@"
+NGPU="$(nvidia-smi -L | wc -l)"
+DEVICES=1
+for k in 2 4 8 16; do [ "$k" -le "$NGPU" ] && DEVICES="$DEVICES,$k"; done
+"$PY" benchmarks/scaling.py --quick --devices "$DEVICES" --json bench-results/scaling_gpu.json
+"$PY" benchmarks/ensemble.py --quick --json bench-results/ensemble_gpu.json
+"$PY" benchmarks/gsa.py --quick --json bench-results/gsa_gpu.json

@@ -41,7 +41,7 @@ N_MEMBERS = 10_000
 SIDE = 320
 
 
-def _ensemble():
+def _ensemble(k: int):
     import jax
     import jax.numpy as jnp
 
@@ -53,7 +53,7 @@ def _ensemble():
     save = jnp.linspace(0.0, 50.0, 11)
 
     def run():
-        tr = jc.ensemble(model, 0.0, 50.0, saveat=save, parameters={"a": a})
+        tr = jc.ensemble(model, 0.0, 50.0, saveat=save, parameters={"a": a}, devices=k)
         return jax.block_until_ready(tr["z"])
 
     return run
@@ -93,7 +93,7 @@ def worker(k: int, repeats: int, out_dir: str) -> None:
     import jaxcell  # noqa: F401  (asks JAX for JAXCELL_CPU_DEVICES devices)
 
     rows = {"devices": jax.local_device_count(), "platform": jax.devices()[0].platform}
-    for case, make in (("ensemble_goodwin_10k", _ensemble),
+    for case, make in (("ensemble_goodwin_10k", lambda: _ensemble(k)),
                        ("tissue_field_gap_100k", lambda: _tissue(k))):
         run = make()
         t = time.perf_counter()
