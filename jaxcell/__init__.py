@@ -14,7 +14,7 @@ import jax as _jax
 if _os.environ.get("JAXCELL_DISABLE_X64", "0") in ("", "0", "false", "False"):
     _jax.config.update("jax_enable_x64", True)
 
-from ._devices import use_cpu_cores as _use_cpu_cores  # noqa: E402
+from ._devices import use_cpu_cores as _use_cpu_cores
 
 _use_cpu_cores()
 

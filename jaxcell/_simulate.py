@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-8
 DEFAULT_POINTS = 101
 
+
+logger = logging.getLogger("jaxcell")
 
 DENSE_LIMIT = 500
 """Above this many state variables :func:`default_solver` picks an explicit method."""
@@ -66,6 +69,34 @@ def default_controller(
 ) -> diffrax.AbstractStepSizeController:
     """The step-size controller used when none is given (rtol 1e-6, atol 1e-8)."""
     return diffrax.PIDController(rtol=rtol, atol=atol)
+
+
+def _large_model_solver(composite, y0, t0, t1, args, dtype, max_steps):
+    """The default above ``DENSE_LIMIT`` states: Tsit5, unless the stiffness check says
+    the model is stiff (then Rodas5 up to ``DENSE_MAX`` states, else an error). Inside
+    ``jit``/``vmap`` (traced inputs) the check cannot run and Tsit5 is used."""
+    from ._stiffness import DENSE_MAX, STIFF_STEPS, explicit_steps
+
+    leaves = jax.tree_util.tree_leaves((eqx.filter(composite, eqx.is_array), y0, t0, t1,
+                                        args))
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return _EXPLICIT_SOLVER
+    steps = explicit_steps(composite, y0, t0, t1, args, dtype)
+    n = composite.spec.size
+    if steps <= STIFF_STEPS:
+        return _EXPLICIT_SOLVER
+    if n <= DENSE_MAX:
+        logger.info("simulate: %d state variables, and stiff (an explicit method would need "
+                    "at least %.3g steps for stability): using Rodas5.", n, steps)
+        return _DEFAULT_SOLVER
+    raise SimulationError(
+        f"The model has {n} state variables and is stiff: the Jacobian at t0 has an "
+        f"eigenvalue of magnitude about {steps * 3.3 / abs(float(t1) - float(t0)):.3g}, so "
+        f"an explicit method would need at least {steps:.3g} steps (max_steps="
+        f"{max_steps}), and the dense default Rodas5 is too large above {DENSE_MAX} "
+        f"states. Pass solver= explicitly: jaxcell.solvers.Rodas5() (dense Jacobian, "
+        f"O(n^3) per step), or diffrax.Tsit5() with a larger max_steps if the fast modes "
+        f"are short-lived.")
 
 
 # Made once: building diffrax modules costs tens of microseconds per call.
@@ -309,7 +340,8 @@ def simulate(
     dt0 = None if dt0 is None else _as_array(dt0)
     if solver is None:
         n_states = composite.spec.size
-        solver = _DEFAULT_SOLVER if n_states <= DENSE_LIMIT else _EXPLICIT_SOLVER
+        solver = _DEFAULT_SOLVER if n_states <= DENSE_LIMIT else _large_model_solver(
+            composite, y0, t0, t1, args, dtype, max_steps)
     if stepsize_controller is None:
         stepsize_controller = default_controller()
         if dt0 is None and not isinstance(solver, diffrax.AbstractAdaptiveSolver):

@@ -40,6 +40,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, PyTree
 
+from ._small_linalg import small_inv
+
 # --- Rodas5 transformed tableau (8 internal stages; stages 6-8 all at c = 1). ---------
 GAMMA = 0.19
 
@@ -113,14 +115,10 @@ INVERSE_THRESHOLD = 64
 
 
 def _factor(w, explicit_inverse: bool):
-    """``W`` prepared for repeated solves: its inverse, or its LU factors."""
+    """``W`` prepared for repeated solves: its inverse (:func:`small_inv`: LAPACK for one
+    system, batch-vectorised Gauss-Jordan under ``vmap``), or its LU factors."""
     if explicit_inverse:
-        n = w.shape[0]
-        lu, _, perm = jax.lax.linalg.lu(w)
-        x = jax.lax.linalg.triangular_solve(
-            lu, jnp.eye(n, dtype=w.dtype)[perm], left_side=True, lower=True,
-            unit_diagonal=True)
-        return jax.lax.linalg.triangular_solve(lu, x, left_side=True, lower=False)
+        return small_inv(w)
     return jsl.lu_factor(w)
 
 
@@ -250,13 +248,17 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
     the size of the vector field's jaxpr (more than ``LOOP_THRESHOLD`` operations:
     loop)."""
     explicit_inverse: bool | None = eqx.field(static=True, default=None)
-    """Form ``(I/gamma - hJ)^{-1}`` once per step (LU plus two triangular solves
-    against the identity) and solve the 8 stages as matrix-vector products (``True``),
-    or keep the LU factors and do 8 pairs of triangular solves (``False``). On CPU each
-    LAPACK call costs a fixed ~0.3 µs that dominates for small systems, so the inverse
-    is 2-3x faster per step there; it costs ``O(n^3)`` more flops and loses a little
-    backward stability, so large systems keep the factors. ``None`` (default): the
-    inverse for at most ``INVERSE_THRESHOLD`` (64) state variables."""
+    """Form ``(I/gamma - hJ)^{-1}`` once per step and solve the 8 stages as
+    matrix-vector products (``True``), or keep the LU factors and do 8 pairs of
+    triangular solves (``False``). On CPU each LAPACK call costs a fixed ~0.3 µs that
+    dominates for small systems, so the inverse is 2-3x faster per step there; it costs
+    ``O(n^3)`` more flops and loses a little backward stability, so large systems keep
+    the factors. ``None`` (default): the inverse for at most ``INVERSE_THRESHOLD`` (64)
+    state variables. The inverse is LAPACK's (LU plus two triangular solves) for one
+    simulation; under ``jax.vmap`` (ensembles), systems with at most
+    ``GAUSS_JORDAN_MAX_N`` (16) state variables are inverted by Gauss-Jordan
+    elimination vectorised over the batch instead of one LAPACK call per member
+    (``jaxcell/solvers/_small_linalg.py``)."""
 
     def order(self, terms):
         return 5
