@@ -170,19 +170,7 @@ def _local(fn, args, inputs, n: int, devs: list[Any], chunk_size: int | None,
     n_chunks = math.ceil(n / step)
     call, sharding = (fn, None) if k == 1 else _sharded(fn, tuple(devs))
     if sharding is not None:
-        first = jax.device_put(_take(inputs, np.minimum(np.arange(step), n - 1)), sharding)
-        why = None
-        try:
-            text = call.lower(args, first).as_text()
-        except Exception as e:  # noqa: BLE001 - any failure: the one-device path decides
-            why = f"it does not trace under shard_map ({type(e).__name__}: {e})"[:300]
-        else:
-            if devs[0].platform == "cpu" and "lapack_" in text:
-                # LAPACK kernels (batched LU and triangular solves: implicit diffrax
-                # solvers, Rodas5 above 16 states under vmap) wait on the thread pool
-                # that also runs the CPU devices, and deadlock when every device is
-                # busy (seen with 81,920 members on 2 devices).
-                why = "it calls LAPACK, which can deadlock across CPU devices"
+        why = _why_not_spread(call, sharding, fn, devs, args, inputs, step, n)
         if why is not None:
             logger.info("%s: running on one device: %s.", where, why)
             return _local(fn, args, inputs, n, devs[:1], chunk_size, where)
@@ -195,6 +183,40 @@ def _local(fn, args, inputs, n: int, devs: list[Any], chunk_size: int | None,
     if len(outs) == 1:
         return jax.tree.map(lambda a: a[:n], outs[0])
     return jax.tree.map(lambda *parts: jnp.concatenate(parts)[:n], *outs)
+
+
+_DECISIONS: dict[Any, str | None] = {}
+
+
+def _why_not_spread(call, sharding, fn, devs, args, inputs, step: int, n: int):
+    """Why ``fn`` must run on one device (``None``: it may be spread). Decided once per
+    function, devices, static arguments and shapes (a loop of fit steps asks each
+    iteration)."""
+    dynamic, static = eqx.partition((args, inputs), eqx.is_array)
+    try:
+        key = (fn, tuple(devs), static, jax.tree.structure(dynamic),
+               tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(dynamic)))
+        hash(key)
+    except TypeError:  # an unhashable static part: decide every time
+        key = None
+    if key is not None and key in _DECISIONS:
+        return _DECISIONS[key]
+    first = jax.device_put(_take(inputs, np.minimum(np.arange(step), n - 1)), sharding)
+    why = None
+    try:
+        text = call.lower(args, first).as_text()
+    except Exception as e:  # noqa: BLE001 - any failure: the one-device path decides
+        why = f"it does not trace under shard_map ({type(e).__name__}: {e})"[:300]
+    else:
+        if devs[0].platform == "cpu" and "lapack_" in text:
+            # LAPACK kernels (batched LU and triangular solves: implicit diffrax
+            # solvers, Rodas5 above 16 states under vmap) wait on the thread pool that
+            # also runs the CPU devices, and deadlock when every device is busy (seen
+            # with 81,920 members on 2 devices).
+            why = "it calls LAPACK, which can deadlock across CPU devices"
+    if key is not None:
+        _DECISIONS[key] = why
+    return why
 
 
 def _gather(local, n: int):

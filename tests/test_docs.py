@@ -50,6 +50,7 @@ PUBLIC_MODULES = (
 EXECUTED_PAGES = (
     "index.md",
     "getting-started.md",
+    "scale-out.md",
     "concepts/state-and-processes.md",
     pytest.param("concepts/simulate-and-solvers.md", marks=pytest.mark.slow),
     pytest.param("concepts/events.md", marks=pytest.mark.slow),
