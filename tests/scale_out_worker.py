@@ -4,6 +4,8 @@ starts). ``devices OUT``: ensembles and a tissue on 1 and 4 CPU devices;
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 
 
@@ -20,13 +22,9 @@ def ensemble_case(devices=None, chunk_size=None, **kwargs):
     return np.asarray(tr["z"]), np.asarray(tr.success)
 
 
-def lapack_case():
-    """An implicit diffrax solver (batched LAPACK LU under vmap) runs on one device,
-    and says so in the log."""
-    import logging
-
-    import diffrax
-
+@contextlib.contextmanager
+def _log():
+    """The messages of the ``jaxcell`` logger (INFO and up) while the block runs."""
     messages = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
@@ -34,9 +32,18 @@ def lapack_case():
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        z, _ = ensemble_case(solver=diffrax.Kvaerno5())
+        yield messages
     finally:
         logger.removeHandler(handler)
+
+
+def lapack_case():
+    """An implicit diffrax solver (batched LAPACK LU under vmap) runs on one device,
+    and says so in the log."""
+    import diffrax
+
+    with _log() as messages:
+        z, _ = ensemble_case(solver=diffrax.Kvaerno5())
     z_one, _ = ensemble_case(devices=1, solver=diffrax.Kvaerno5())
     return z, z_one, any("running on one device" in m for m in messages)
 
@@ -72,26 +79,16 @@ def tissue_case(devices=None):
 def chain_case():
     """20 decaying species under Rodas5 (LAPACK under vmap above 16 states): one device,
     said in the log; the analytic solution exp(-k t)."""
-    import logging
-
     import jax.numpy as jnp
     import numpy as np
 
     import jaxcell as jc
 
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger = logging.getLogger("jaxcell")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
     decay = jc.ODE("chain", {"x": jnp.ones(20)}, lambda t, y, p: {"x": -p["k"] * y["x"]},
                    parameters={"k": 1.0})
     k = jnp.linspace(0.5, 2.0, 6)
-    try:
+    with _log() as messages:
         tr = jc.ensemble(decay, 0.0, 2.0, saveat=[2.0], parameters={"k": k})
-    finally:
-        logger.removeHandler(handler)
     x = np.asarray(tr["x"])[:, -1, :]
     exact = np.exp(-2.0 * np.asarray(k))[:, None] * np.ones((1, 20))
     return np.abs(x - exact).max(), any("LAPACK" in m for m in messages)
