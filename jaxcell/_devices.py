@@ -192,12 +192,12 @@ def _why_not_spread(call, sharding, fn, devs, args, inputs, step: int, n: int):
     """Why ``fn`` must run on one device (``None``: it may be spread). Decided once per
     function, devices, static arguments and shapes (a loop of fit steps asks each
     iteration)."""
-    dynamic, static = eqx.partition((args, inputs), eqx.is_array)
+    leaves, treedef = jax.tree.flatten((args, inputs))
     try:
-        key = (fn, tuple(devs), static, jax.tree.structure(dynamic),
-               tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(dynamic)))
+        key = (fn, tuple(devs), treedef,
+               tuple((a.shape, str(a.dtype)) if eqx.is_array(a) else a for a in leaves))
         hash(key)
-    except TypeError:  # an unhashable static part: decide every time
+    except TypeError:  # an unhashable static leaf: decide every time
         key = None
     if key is not None and key in _DECISIONS:
         return _DECISIONS[key]

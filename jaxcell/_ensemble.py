@@ -115,6 +115,10 @@ def ensemble(
     if saveat is not None and not isinstance(saveat, diffrax.SaveAt):
         kwargs["saveat"] = jnp.asarray(saveat)  # traced, so new save times don't recompile
     t0, t1 = jnp.asarray(t0, float), jnp.asarray(t1, float)
+    if devices is None and isinstance(kwargs.get("solver"), diffrax.AbstractImplicitSolver):
+        # diffrax's implicit solvers (lineax) do not trace under shard_map (jax 0.10),
+        # and they call LAPACK: one device, without the cost of trying
+        devices = 1
     return map_batch(_run_chunk, (model, names, t0, t1, kwargs), (values, y0b),
                      devices=devices, chunk_size=chunk_size, where="ensemble")
 

@@ -177,7 +177,11 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
     ``batch=True`` all starts advance together through one ``vmap``-ped step (one
     dispatch per iteration for all of them; finished starts are frozen): worth it on
     an accelerator, or for small, cheap models; on a CPU each iteration waits for the
-    slowest start (measured on Boehm in ``benchmarks/fit.py``).
+    slowest start (measured on Boehm in ``benchmarks/fit.py``). For an objective
+    differentiated forwards (``forward_mode``: PEtab problems loaded so, or
+    ``adjoint=diffrax.ForwardMode()``), the batch is split over every local device
+    like :func:`jaxcell.ensemble` (on a CPU, one device per core); reverse-mode batches
+    stay on one device (see the "Scale out" page).
 
     **Default method, and why.** :class:`LevenbergMarquardt` (ours: Marquardt
     scaling, bounds by projection, safe to vmap) when the objective is a sum of
@@ -227,7 +231,8 @@ def fit(objective: AbstractObjective, *, method: Any = None, starts: int | Array
             Default: the objective's ``default_ftol``: ``1e-8`` for PEtab problems
             (close to fides's absolute 1e-6 at Boehm's scale), else 0 (only the
             solver's own test; 1e-10 for optax).
-        batch: run all starts as one ``vmap``-ped batch (see above).
+        batch: run all starts as one ``vmap``-ped batch, over the devices when the
+            objective is differentiated forwards (see above).
         validation: a held-out objective (other time windows or conditions) whose
             coordinates are among this objective's, by name (e.g. the network of a
             :class:`MultipleShooting` objective); evaluated every ``validate_every``

@@ -16,6 +16,7 @@ import optax
 import optimistix as optx
 from jaxtyping import Array
 
+from .._devices import map_batch
 from ._forward import forward_only as _forward_only
 from ._levenberg_marquardt import LevenbergMarquardt
 from ._objective import AbstractBoundedObjective, AbstractObjective, AbstractStochasticObjective
@@ -278,6 +279,25 @@ def _optax_step_batch(opt, problem, xs, states, active, k, from_state):
     return _freeze(active, xn, xs), _freeze(active, sn, states), v, gmax
 
 
+# Chunks of a batch of starts, as `map_batch` calls them: (replicated args, batch).
+def _optax_init_chunk(opt, xs):
+    return jax.vmap(opt.init)(xs)
+
+
+def _optax_step_chunk(args, batch):
+    opt, problem, k, from_state = args
+    xs, states, active = batch
+    return _optax_step_batch(opt, problem, xs, states, active, k, from_state)
+
+
+def _lm_init_chunk(args, xs):
+    return _lm_init_batch(*args, xs)
+
+
+def _lm_step_chunk(args, batch):
+    return _lm_step_batch(*args, *batch)
+
+
 @eqx.filter_jit
 def _nll_batch(problem, xs):
     return jax.vmap(problem.nll)(xs)
@@ -287,16 +307,24 @@ def _steppers(problem, method, options, batch):
     """``(init(X) -> S, step(X, S, active) -> (X, S, done, ok, value, small))`` for a
     group of starts ``X`` (rows), vmapped when ``batch`` else one start at a time;
     ``value`` is the objective before (optax) or after (optimistix) the step and
-    ``small`` the optax gradient test."""
+    ``small`` the optax gradient test. Batches of starts spread over the local devices
+    (``jaxcell/_devices.py``) when the objective is differentiated forwards: reverse
+    mode through diffrax's checkpointed loop does not trace under ``shard_map`` (jax
+    0.10, equinox 0.13), so those batches stay on one device without trying."""
+    devices = None if problem.forward_mode else 1
     if isinstance(method, optax.GradientTransformation):
         opt, from_state = _optax_wrapped(method, len(problem.free))
         if batch:
+            # the starts spread over the local devices (and processes), like ensembles
             def init(X):
-                return _strong(jax.vmap(opt.init)(X))
+                return _strong(map_batch(_optax_init_chunk, opt, X, where="fit",
+                                         devices=devices))
 
             def step(X, S, active, k):
-                X, S, v, g = _optax_step_batch(opt, problem, X, S, jnp.asarray(active),
-                                               np.asarray(k), from_state)
+                X, S, v, g = map_batch(_optax_step_chunk,
+                                       (opt, problem, np.asarray(k), from_state),
+                                       (X, S, jnp.asarray(active)), where="fit",
+                                       devices=devices)
                 v, g = np.asarray(v), np.asarray(g)
                 return X, S, np.zeros(len(v), bool), np.zeros(len(v), bool), v, g < 1e-8
         else:
@@ -318,10 +346,13 @@ def _steppers(problem, method, options, batch):
         n = len(problem.free)
         if batch:
             def init(X):
-                return _lm_init_batch(method, problem, X)
+                return map_batch(_lm_init_chunk, (method, problem), X, where="fit",
+                                 devices=devices)
 
             def step(X, S, active, k):
-                S, done, ok = _lm_step_batch(method, problem, S, jnp.asarray(active))
+                S, done, ok = map_batch(_lm_step_chunk, (method, problem),
+                                        (S, jnp.asarray(active)), where="fit",
+                                        devices=devices)
                 v = np.asarray(S.loss) + const
                 return S.x, S, np.asarray(done), np.asarray(ok), v, np.zeros(len(v), bool)
         else:

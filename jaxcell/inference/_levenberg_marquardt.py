@@ -8,6 +8,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from ..solvers._small_linalg import small_inv
+
 
 class LMState(eqx.Module):
     """One start's iterate: the point, its residuals and Jacobian, and the damping."""
@@ -95,8 +97,11 @@ class LevenbergMarquardt(eqx.Module):
         keep = ~held
         a_free = jnp.where(keep[:, None] & keep[None, :], a, 0.0)
         d_free = jnp.where(keep, d, 1.0)
-        h = jnp.linalg.solve(a_free + state.damping * jnp.diag(d_free)
-                             + jnp.diag(held.astype(a.dtype)), -g_free)
+        # an explicit inverse: LAPACK for one start, a Gauss-Jordan elimination
+        # vectorised over the starts under vmap (no per-start LAPACK call, so a batch of
+        # starts can spread over CPU devices; see jaxcell/_devices.py)
+        h = small_inv(a_free + state.damping * jnp.diag(d_free)
+                      + jnp.diag(held.astype(a.dtype))) @ -g_free
         h = jnp.where(jnp.all(jnp.isfinite(h)), h, 0.0)
         x_try = jnp.clip(state.x + h, state.lower, state.upper)
         h = x_try - state.x  # the projected step
