@@ -72,12 +72,25 @@ from ._process import (
     AbstractProcess as AbstractProcess,
 )
 from ._process import (
+    AbstractJumpProcess as AbstractJumpProcess,
+)
+from ._process import (
     EventTable as EventTable,
+)
+from ._process import (
+    JumpTable as JumpTable,
+)
+from ._process import (
+    jump_table as jump_table,
 )
 from ._process import (
     Ports as Ports,
 )
 from ._results import RESULTS as RESULTS
+from ._stochastic import CLE as CLE
+from ._stochastic import SSA as SSA
+from ._stochastic import AbstractStochasticMethod as AbstractStochasticMethod
+from ._stochastic import TauLeaping as TauLeaping
 from ._simulate import (
     count_compilations as count_compilations,
 )

@@ -21,6 +21,7 @@ from ._custom_types import Path, State
 from ._errors import ModelError, WiringError
 from ._process import (
     AbstractContinuousProcess,
+    AbstractJumpProcess,
     AbstractDerivedProcess,
     AbstractDiscreteProcess,
     AbstractEventProcess,
@@ -227,9 +228,10 @@ class Composite(AbstractProcess):
     derived_order: tuple[int, ...] = eqx.field(static=True)
     allowed: tuple[tuple[Path, ...], ...] = eqx.field(static=True)
     writable: tuple[tuple[Path, ...], ...] = eqx.field(static=True)
+    stochastic: bool = eqx.field(static=True)
 
     def __init__(self, processes: Sequence[AbstractProcess], name: str = "model",
-                 _wiring: tuple | None = None):
+                 _wiring: tuple | None = None, _stochastic: bool = False):
         if isinstance(processes, AbstractProcess):
             processes = [processes]
         self.name = name
@@ -246,6 +248,7 @@ class Composite(AbstractProcess):
         self.derived_order = order
         self.allowed = tuple(allowed)
         self.writable = tuple(writable)
+        self.stochastic = bool(_stochastic)
 
     # -- process interface -------------------------------------------------------------
     @property
@@ -364,6 +367,8 @@ class Composite(AbstractProcess):
         for i, proc in enumerate(self.leaves):
             if not isinstance(proc, AbstractContinuousProcess):
                 continue
+            if self.stochastic and isinstance(proc, AbstractJumpProcess) and proc.can_jump:
+                continue  # it runs as jumps (see as_stochastic)
             view = StateView(flat, self.allowed[i], proc.name, self._labels(), context)
             out = proc.rates(t, view, args)
             for path, value in out.items():
@@ -387,6 +392,19 @@ class Composite(AbstractProcess):
             for p, v in total.items()
         }
         return nest_state(out)
+
+    @property
+    def jump_processes(self) -> tuple[int, ...]:
+        """Indices (into :attr:`leaves`) of the processes that can run as jumps."""
+        return tuple(i for i, p in enumerate(self.leaves)
+                     if isinstance(p, AbstractJumpProcess) and p.can_jump)
+
+    def as_stochastic(self) -> Composite:
+        """The same model with its jump processes run as jumps: their deterministic
+        rates leave :meth:`vector_field` (the stochastic engine fires their channels)."""
+        wiring = (self.spec, dict(self.external_reads), self.external_changes,
+                  self.derived_order, list(self.allowed), list(self.writable))
+        return Composite(self.children, self.name, _wiring=wiring, _stochastic=True)
 
     @property
     def discrete_processes(self) -> tuple[int, ...]:

@@ -55,8 +55,10 @@ def _whole(x: float, what: str) -> int:
     return k
 
 
-def make_schedule(model: Composite, t0: float, t1: float, saveat) -> Schedule:
-    """Check the intervals and save times of a hybrid solve and plan it."""
+def make_schedule(model: Composite, t0: float, t1: float, saveat,
+                  jump_interval: float | None = None) -> Schedule:
+    """Check the intervals and save times of a hybrid solve and plan it
+    (``jump_interval``: the splitting step of jump processes, if any)."""
     leaves = model.leaves
     which = model.discrete_processes
     intervals = []
@@ -68,7 +70,7 @@ def make_schedule(model: Composite, t0: float, t1: float, saveat) -> Schedule:
                 f"positive number; got {h!r}."
             )
         intervals.append(float(h))
-    h = min(intervals)
+    h = min(intervals + ([] if jump_interval is None else [float(jump_interval)]))
     every = tuple(
         _whole(v / h, f"Discrete process {leaves[i].name!r} has interval {v}, which is "
                       f"not a whole multiple of the shortest interval {h}; jaxcell steps "
@@ -130,8 +132,11 @@ def _scatter(buf, slot, y):
 
 @eqx.filter_jit
 def solve_hybrid(model: Composite, y0, t0, schedule: Schedule, solver, controller,
-                 adjoint, max_steps, args, key, dtype, dt0=None, progress_meter=None):
-    """Run the scan of a hybrid solve (see the module docstring)."""
+                 adjoint, max_steps, args, key, dtype, dt0=None, progress_meter=None,
+                 jumps=None):
+    """Run the scan of a hybrid solve (see the module docstring). With ``jumps`` (a
+    stochastic method), the jump processes are advanced over every interval after the
+    deterministic solve, with the other variables held (a splitting step)."""
     model = cast_floats(model.prepared(t0), dtype)
     y = cast_floats(initial_state(model, y0), dtype)
     dt0 = None if dt0 is None else jnp.asarray(dt0, dtype)
@@ -159,6 +164,13 @@ def solve_hybrid(model: Composite, y0, t0, schedule: Schedule, solver, controlle
         result = RESULTS.where(result == RESULTS.successful, RESULTS.promote(sol.result),
                                result)
         steps = steps + sol.stats["num_steps"]
+        if jumps is not None:
+            from ._jumps import advance_jumps
+
+            k_jump = jax.random.fold_in(jax.random.fold_in(key, k + 1), 2**31 - 1)
+            y, n_jumps, res_j = advance_jumps(model, y, ta, tb, k_jump, jumps, args)
+            steps = steps + n_jumps
+            result = RESULTS.where(result == RESULTS.successful, res_j, result)
         for j, (i, m) in enumerate(zip(schedule.which, schedule.every)):
             k_j = jax.random.fold_in(jax.random.fold_in(key, k + 1), j)
 

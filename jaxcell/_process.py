@@ -11,8 +11,9 @@ leaves, so they can be differentiated and fitted) and it declares, through
 
 Kinds are marker base classes: :class:`AbstractContinuousProcess` contributes
 derivatives (summed over processes), :class:`AbstractDerivedProcess` computes derived
-variables (evaluated first, in dependency order). Later kinds (stochastic, event,
-discrete) plug in the same way.
+variables (evaluated first, in dependency order), :class:`AbstractDiscreteProcess`
+updates at fixed intervals, :class:`AbstractEventProcess` acts at instants, and
+:class:`AbstractJumpProcess` fires random jumps (stochastic kinetics).
 """
 
 from __future__ import annotations
@@ -129,6 +130,73 @@ class AbstractDiscreteProcess(AbstractProcess):
     def update(self, t: Array, state: StateView, key: Array, args: Any
                ) -> dict[Path, Array]:
         """New values at update time ``t``."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class JumpTable:
+    """The static description of a jump process's channels (reactions).
+
+    Channel ``j`` changes the entries ``index[j]`` of the flattened variable ``path`` by
+    ``delta[j]`` (padded with ``delta = 0``). ``orders`` optionally gives, per channel,
+    the highest number of molecules of one species it consumes (used by tau-leaping's
+    step selection; ``None``: assume second order).
+    """
+
+    path: Path
+    index: np.ndarray
+    delta: np.ndarray
+    names: tuple[str, ...] = ()
+    orders: np.ndarray | None = None
+
+    @property
+    def n_channels(self) -> int:
+        """The number of channels."""
+        return int(self.index.shape[0])
+
+
+def jump_table(path: Path, stoichiometry: np.ndarray, names=(), orders=None) -> JumpTable:
+    """A :class:`JumpTable` from a dense (entries x channels) stoichiometry matrix."""
+    s = np.asarray(stoichiometry, dtype=float)
+    n_ch = s.shape[1]
+    nnz = [np.flatnonzero(s[:, j]) for j in range(n_ch)]
+    width = max([1] + [len(z) for z in nnz])
+    index = np.zeros((n_ch, width), np.int32)
+    delta = np.zeros((n_ch, width))
+    for j, z in enumerate(nnz):
+        index[j, :len(z)] = z
+        delta[j, :len(z)] = s[z, j]
+    if orders is None:
+        orders = np.maximum(-np.minimum(s, 0).sum(axis=0), 1.0)
+    return JumpTable(path, index, delta, tuple(names), np.asarray(orders, float))
+
+
+class AbstractJumpProcess(AbstractProcess):
+    """A process that can also run as random jumps: chemical kinetics read
+    stochastically (the chemical master equation's jump process).
+
+    A jump process has *channels* (reactions); channel ``j`` fires at rate
+    ``propensities(t, state, args)[j]`` (events per unit time, at the current state)
+    and changes the variable of :meth:`jumps` by its static stoichiometry. With
+    ``simulate(..., stochastic=jaxcell.SSA())`` (or ``TauLeaping``, ``CLE``) such a
+    process runs as jumps (its ``rates``, if it is also continuous, are not used);
+    without, a process that is also continuous runs deterministically. So the same
+    :class:`ReactionNetwork` or SBML model runs either way.
+    """
+
+    @property
+    def can_jump(self) -> bool:
+        """Whether this process runs as jumps in a stochastic simulation (a wrapper such
+        as :class:`~jaxcell.cellular.PerCell` can only when what it wraps can)."""
+        return True
+
+    @abc.abstractmethod
+    def jumps(self) -> JumpTable:
+        """The static channel table."""
+
+    @abc.abstractmethod
+    def propensities(self, t: Array, state: StateView, args: Any) -> Array:
+        """Propensity of every channel (shape ``(n_channels,)``), in events per unit
+        time."""
 
 
 @dataclasses.dataclass(frozen=True)

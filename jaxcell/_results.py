@@ -30,3 +30,15 @@ class RESULTS(diffrax.RESULTS):  # pyright: ignore[reportGeneralTypeIssues]
     negative_amount = (
         "A species that only reactions change became negative beyond the tolerances."
     )
+    max_jumps_reached = (
+        "The stochastic simulation reached its budget of steps (max_jumps of SSA or "
+        "TauLeaping): pass a larger max_jumps, or use TauLeaping or CLE for a model "
+        "with many molecules."
+    )
+    invalid_propensity = (
+        "A propensity was NaN or negative: check the rate laws (a propensity is a rate "
+        "in events per unit time, never negative)."
+    )
+    event_cascade = (
+        "Events kept triggering each other at one instant (more than 64 executions)."
+    )

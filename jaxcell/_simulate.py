@@ -22,6 +22,7 @@ from ._failure import raise_on_failure
 from ._hybrid import make_schedule, solve_hybrid
 from ._process import AbstractProcess, is_concrete
 from ._results import RESULTS
+from ._stochastic import AbstractStochasticMethod
 from ._segments import default_max_segments, make_context, solve_events, unravel_states
 from ._trajectory import Trajectory
 from .solvers import Rodas5
@@ -228,6 +229,7 @@ def simulate(
     dtype: Any = None,
     key: Any = None,
     max_segments: int | None = None,
+    stochastic: AbstractStochasticMethod | None = None,
 ) -> Trajectory:
     """Integrate a model from ``t0`` to ``t1`` and return its :class:`Trajectory`.
 
@@ -283,6 +285,12 @@ def simulate(
             switches, save points) for models with event processes; default
             ``16384 + 64·(save points) + 256·(events)``. Running out is reported as
             ``RESULTS.max_segments_reached``, naming this argument.
+        stochastic: run the model's jump processes (reaction networks, SBML models,
+            per cell too) stochastically: :class:`SSA` (exact sample paths),
+            :class:`TauLeaping` or :class:`CLE` (the chemical Langevin equation). One
+            call is one sample path for ``key``; ``jax.vmap`` over keys (or
+            :func:`ensemble` with ``trajectories=``) gives many. Species are molecule
+            counts. See :doc:`stochastic simulation </concepts/stochastic>`.
 
     **Models with events** (:class:`Event` processes, SBML models with events,
     ``piecewise`` or ``delay``: see :class:`AbstractEventProcess`) run through the event
@@ -317,6 +325,10 @@ def simulate(
     """
     composite = as_composite(model)
     composite.check_closed()
+    if stochastic is not None:
+        return _simulate_stochastic(composite, t0, t1, saveat, stochastic, key, y0, args,
+                                    dtype, throw, solver, stepsize_controller, adjoint,
+                                    max_steps, dt0, progress_meter, event)
     if y0 is not None and not isinstance(y0, Mapping):
         raise SimulationError(
             f"y0 must be a state dict (nested, or {{'scale/entity/variable': value}}); "
@@ -457,18 +469,33 @@ def _simulate_hybrid(composite, y0, t0, t1, saveat, solver, controller, adjoint,
             "discrete updates fixes the shape of the computation); they cannot be traced."
         )
     schedule = make_schedule(composite, float(t0), float(t1), saveat)
-    if key is None:
-        key = jax.random.key(0)
-    elif not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-        key = jnp.asarray(key)
-        if key.dtype != jnp.uint32 or key.shape != (2,):
-            raise SimulationError(
-                f"key must be a jax.random.key (or a legacy uint32[2] PRNGKey); got "
-                f"dtype {key.dtype} and shape {key.shape}."
-            )
-        key = jax.random.wrap_key_data(key)
+    key = _as_key(key)
     return solve_hybrid(composite, y0, t0, schedule, solver, controller, adjoint,
                         max_steps, args, key, dtype, dt0, progress_meter)
+
+
+def _as_key(key):
+    if key is None:
+        return jax.random.key(0)
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    key = jnp.asarray(key)
+    if key.dtype != jnp.uint32 or key.shape != (2,):
+        raise SimulationError(
+            f"key must be a jax.random.key (or a legacy uint32[2] PRNGKey); got "
+            f"dtype {key.dtype} and shape {key.shape}."
+        )
+    return jax.random.wrap_key_data(key)
+
+
+def _simulate_stochastic(composite, t0, t1, saveat, method, key, y0, args, dtype, throw,
+                         solver, controller, adjoint, max_steps, dt0, progress_meter,
+                         event) -> Trajectory:
+    from ._stochastic_run import simulate_stochastic
+
+    return simulate_stochastic(composite, t0, t1, saveat, method, _as_key(key), y0, args,
+                               dtype, throw, solver, controller, adjoint, max_steps, dt0,
+                               progress_meter, event)
 
 
 def count_compilations():

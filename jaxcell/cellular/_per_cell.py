@@ -8,16 +8,23 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from .._custom_types import Path, PathLike
 from .._errors import ModelError
-from .._process import AbstractContinuousProcess, AbstractProcess, Ports
+from .._process import (
+    AbstractContinuousProcess,
+    AbstractJumpProcess,
+    AbstractProcess,
+    JumpTable,
+    Ports,
+)
 from .._state import StateView, Var, as_path
 from ._population import Population
 
 
-class PerCell(AbstractContinuousProcess):
+class PerCell(AbstractContinuousProcess, AbstractJumpProcess):
     """Runs a continuous process (a reaction network, an ODE, an imported SBML model)
     in every one of ``n_cells`` cells, vectorised with :func:`jax.vmap`.
 
@@ -34,6 +41,10 @@ class PerCell(AbstractContinuousProcess):
 
     With a :class:`Population`, derivatives of cells whose ``alive`` flag is 0 (dead
     cells and empty slots) are zero, so they are frozen until division fills the slot.
+
+    If the process is a jump process (a reaction network, an SBML model), so is the
+    wrapper: in ``simulate(..., stochastic=jaxcell.SSA())`` every cell fires its own
+    channels (cell-major order), and free slots have zero propensities.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -159,3 +170,37 @@ class PerCell(AbstractContinuousProcess):
             out = {p: v * alive.reshape(alive.shape + (1,) * (v.ndim - 1))
                    for p, v in out.items()}
         return out
+
+    # -- jumps ---------------------------------------------------------------------------
+    @property
+    def can_jump(self) -> bool:
+        return isinstance(self.template, AbstractJumpProcess) and self.template.can_jump
+
+    def jumps(self) -> JumpTable:
+        if not self.can_jump:
+            raise ModelError(f"PerCell({self.name!r}): {type(self.template).__name__} "
+                             f"is not a jump process.")
+        inner = self.template.jumps()  # pyright: ignore
+        size = int(np.prod(dict(self.owned)[inner.path].shape, dtype=int))
+        offs = (np.arange(self.n_cells) * size)[:, None, None]
+        index = (inner.index[None] + offs).reshape(-1, inner.index.shape[1])
+        delta = np.tile(inner.delta, (self.n_cells, 1))
+        names = tuple(f"{n}[{c}]" for c in range(self.n_cells) for n in inner.names)
+        orders = None if inner.orders is None else np.tile(inner.orders, self.n_cells)
+        return JumpTable(inner.path, index.astype(np.int32), delta, names, orders)
+
+    def propensities(self, t, state: StateView, args) -> Array:
+        cells = {p: state[p] for p in self.mapped}
+        whole = {p: state[p] for p in self.shared}
+        labels = dict(self.labels)
+        allowed = (*self.mapped, *self.shared)
+        name = self.name
+
+        def one(cp, cell):
+            view = StateView({**cell, **whole}, allowed, name, labels)
+            return self._process(cp).propensities(t, view, args)  # pyright: ignore
+
+        a = jax.vmap(one)(self.cell_params, cells)
+        if self.alive is not None:
+            a = a * state[self.alive][:, None]
+        return a.reshape(-1)

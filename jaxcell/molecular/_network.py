@@ -15,7 +15,10 @@ from .._custom_types import Path, PathLike
 from .._errors import ModelError
 from .._process import (
     AbstractContinuousProcess,
+    AbstractJumpProcess,
+    JumpTable,
     ParameterRules,
+    jump_table,
     Ports,
     as_parameter_array,
     is_concrete,
@@ -23,11 +26,12 @@ from .._process import (
 from .._state import Ref, StateView, Var, as_ref, suggest
 from ._conservation import ConservationLaw, conservation_laws
 from ._kinds import EvalContext
+from ._ratelaws import MassAction
 from ._reaction import Reaction
 from ._structure import Structure, build_structure
 
 
-class ReactionNetwork(AbstractContinuousProcess):
+class ReactionNetwork(AbstractContinuousProcess, AbstractJumpProcess):
     r"""A chemical reaction network: :math:`dx/dt = N\,v(x, p)`.
 
     ``N`` is the stoichiometry matrix (species x reactions) and ``v`` the vector of
@@ -41,6 +45,14 @@ class ReactionNetwork(AbstractContinuousProcess):
     The network owns one state variable, ``(scale, name, "species")``, a vector whose
     components are labelled by species name: ``traj["molecular/net/species/A"]`` or
     simply ``traj["A"]``.
+
+    It is also a jump process (:class:`jaxcell.AbstractJumpProcess`): with
+    ``simulate(..., stochastic=jaxcell.SSA())`` species are molecule counts and every
+    column (a reversible reaction has two) fires as a random event. The propensity of a
+    mass-action column is ``k`` times the falling factorial of each reactant,
+    ``k·A(A-1)`` for ``2A -> ...``, so its mean-field limit is the deterministic rate
+    ``k·A²`` (counts in a unit volume); other laws give their deterministic rate at the
+    counts.
 
     Arguments:
         name: the network's name (the entity part of its state path).
@@ -296,3 +308,62 @@ class ReactionNetwork(AbstractContinuousProcess):
     def rates(self, t, state: StateView, args: Any) -> dict[Path, Array]:
         x = state[self.path]
         return {self.path: self.derivative(x, self._inputs(state))}
+
+    # -- jumps ---------------------------------------------------------------------------
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The reaction of every column (a reversible reaction's reverse column is
+        ``"<name>.reverse"``)."""
+        st = self.structure
+        return tuple(self.reaction_names[r] + ("" if s > 0 else ".reverse")
+                     for r, s in zip(st["col_rxn"], st["col_sign"]))
+
+    def jumps(self) -> JumpTable:
+        st = self.structure
+        n = np.asarray(st["N"], dtype=float)
+        return jump_table(self.path, n, self.column_names)
+
+    def propensity_columns(self, x: Float[Array, " species"],
+                           inputs: Array | None = None) -> Array:
+        """Propensity of every column at counts ``x`` (mass action with falling
+        factorials; other laws at their deterministic rate)."""
+        st = self.structure
+        if inputs is None:
+            inputs = jnp.zeros((st.n_inputs,), x.dtype)
+        dt = x.dtype
+        p = self._rules().checked_vector(self.p, self.p).astype(dt)
+        xe = jnp.concatenate([x, inputs.astype(dt), jnp.ones((1,), dt)])
+        if not st.blocks:
+            return jnp.zeros((0,), dt)
+        ext = {s: i for i, s in enumerate(self.species)}
+        ext.update({a: len(self.species) + j for j, (a, _) in enumerate(self.inputs)})
+        pidx = {n: i for i, n in enumerate(self.parameter_names)}
+        where = f"ReactionNetwork {self.name!r}"
+        parts = []
+        for block, laws in zip(st.blocks, self.laws):
+            if block.kind is MassAction:
+                orders = np.asarray(block.arrays["orders"])
+                dup = _repeats(orders, xe.shape[0] - 1)
+                factors = jnp.maximum(xe[orders] - jnp.asarray(dup, dt), 0.0)
+                parts.append(p[block.arrays["k"]] * jnp.prod(factors, axis=1))
+            else:
+                ctx = EvalContext(where, ext, pidx, block.reaction_names)
+                parts.append(block.kind.evaluate(block.arrays, laws, xe, p, ctx))
+        return jnp.concatenate(parts)
+
+    def propensities(self, t, state: StateView, args: Any) -> Array:
+        return self.propensity_columns(state[self.path], self._inputs(state))
+
+
+def _repeats(orders: np.ndarray, pad: int) -> np.ndarray:
+    """For each entry of a row of reactant indices, how many earlier entries of the row
+    name the same species (0 for the padding index): the falling-factorial offsets."""
+    out = np.zeros(orders.shape)
+    for r, row in enumerate(orders):
+        seen: dict[int, int] = {}
+        for c, i in enumerate(row):
+            if i == pad:
+                continue
+            out[r, c] = seen.get(int(i), 0)
+            seen[int(i)] = seen.get(int(i), 0) + 1
+    return out

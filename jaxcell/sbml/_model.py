@@ -15,7 +15,10 @@ from .._custom_types import Path
 from .._process import (
     AbstractContinuousProcess,
     AbstractEventProcess,
+    AbstractJumpProcess,
     EventTable,
+    JumpTable,
+    jump_table,
     Ports,
     as_parameter_array,
     host_asarray,
@@ -28,7 +31,7 @@ from ._reader import read_sbml
 from ._structure import Structure
 
 
-class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
+class SBMLModel(AbstractContinuousProcess, AbstractEventProcess, AbstractJumpProcess):
     """An SBML model imported with :func:`load_sbml`.
 
     As a process it owns one state variable, ``(scale, name, "state")``, whose labelled
@@ -44,6 +47,15 @@ class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
     and its delays run in the core event loop, alone (:func:`simulate_sbml`) or
     composed with any other process (:func:`jaxcell.simulate`), per cell too
     (:meth:`per_cell`: each cell fires its own events).
+
+    And it is a jump process (:class:`jaxcell.AbstractJumpProcess`), read with SBML's
+    stochastic interpretation: each reaction is a channel whose propensity is its
+    kinetic law (substance per time, with species values as the file defines them:
+    amounts for ``hasOnlySubstanceUnits``, else concentrations in their compartment)
+    and whose jump is its stoichiometry, so ``simulate(model, ...,
+    stochastic=jaxcell.SSA())`` runs the DSMTS models. Rate rules, conversion factors,
+    variable stoichiometry and ``delay`` have no stochastic reading here and are refused
+    by name.
     """
 
     name: str = eqx.field(static=True)
@@ -196,6 +208,32 @@ class SBMLModel(AbstractContinuousProcess, AbstractEventProcess):
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
         dx = self._each_cell(state, lambda ev, x, z: ev.env(t, x, z).derivative())
         return {self._path(): dx}
+
+    # -- the jump process --------------------------------------------------------------
+    def jumps(self) -> JumpTable:
+        st = self.structure
+        ir = st.ir
+        where = f"{ir.source}: stochastic simulation of SBML model {self.name!r}"
+        if st.rate_rules:
+            raise SBMLUnsupportedError(f"{where}: rate rules (on {sorted(st.rate_rules)})",
+                                       self.name)
+        if st.symbolic_stoichiometry:
+            raise SBMLUnsupportedError(f"{where}: variable stoichiometry", self.name)
+        if ir.conversion is not None or any(
+                s.kind == "species" and s.conversion for s in ir.symbols):
+            raise SBMLUnsupportedError(f"{where}: conversion factors", self.name)
+        if st.has_delay or any(ev.delay is not None for ev in ir.events):
+            raise SBMLUnsupportedError(f"{where}: delays", self.name)
+        n = np.asarray(st.numeric_stoichiometry, dtype=float)
+        names = tuple(r.id for r in ir.reactions)
+        if self.cells is not None:
+            n = np.kron(np.eye(self.cells), n)
+            names = tuple(f"{r}[{c}]" for c in range(self.cells) for r in names)
+        return jump_table(self._path(), n, names)
+
+    def propensities(self, t, state: StateView, args) -> Array:
+        a = self._each_cell(state, lambda ev, x, z: ev.env(t, x, z).rates())
+        return a.reshape(-1)
 
     # -- the event process -------------------------------------------------------------
     def prepared(self, t0) -> SBMLModel:
