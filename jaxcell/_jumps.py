@@ -177,16 +177,20 @@ class _Events:
 
 
 def _ssa_step(js: JumpSystem, t, x, key, t_stop):
-    """One SSA draw: (time of the next firing, the state after it, bad propensities)."""
-    k1, k2 = jax.random.split(key)
+    """One SSA draw: (time of the next firing, the state after it, bad propensities).
+    One pair of uniforms per step (one counter-based draw): the waiting time by
+    inversion and the channel by the cumulative sum."""
+    u = jax.random.uniform(key, (2,), x.dtype)
     a = js.propensities(t, x)
     bad = jnp.any(~(a >= 0))
     a = jnp.where(a > 0, a, 0.0)
     a0 = jnp.sum(a)
-    tau = jax.random.exponential(k1, (), x.dtype) / jnp.where(a0 > 0, a0, 1.0)
+    tau = -jnp.log1p(-u[0]) / jnp.where(a0 > 0, a0, 1.0)
     t_next = jnp.where(a0 > 0, t + tau, jnp.inf)
-    j = _choose(k2, a, a0)
-    return t_next, js.fire(x, j), bad
+    c = jnp.cumsum(a)
+    j = jnp.searchsorted(c, u[1] * a0, side="right")
+    last = a.shape[0] - 1 - jnp.argmax((a > 0)[::-1])
+    return t_next, js.fire(x, jnp.minimum(j, last)), bad
 
 
 def _tau_step(js: JumpSystem, m: TauLeaping, t, x, key, t_stop, cap):
@@ -263,7 +267,8 @@ def _stepper(js: JumpSystem, ev: _Events | None, method):
     max_jumps = method.max_jumps
 
     def body(c: _Carry, t_stop):
-        key, sub = jax.random.split(c.key)
+        # the trajectory's key stays; every step draws from (key, step number)
+        key, sub = c.key, jax.random.fold_in(c.key, c.steps)
         if tau:
             t_new, x_new, bad, cap, was_ssa, leap_done = _tau_step(
                 js, method, c.t, c.x, sub, t_stop, c.cap)
