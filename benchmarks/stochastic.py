@@ -50,14 +50,20 @@ TOOLS = list(JAX_TOOLS) + PEERS
 SEED = 0
 
 
-def settings(quick: bool, n: int) -> dict:
-    """jaxcell repeats (median) and the most trajectories each peer runs (scaled to n)."""
+# trajectories per case with --quick (the full run: --n, default 10^4, for every case)
+QUICK_N = {"birth_death": 10_000, "schlogl": 1_000, "ring25": 1_000}
+
+
+def settings(quick: bool) -> dict:
+    """jaxcell repeats (median; the layout is chosen on ``pilot`` trajectories) and the
+    most trajectories each peer runs (scaled to the case's n), as a fraction of n or a
+    number."""
     if quick:
-        return dict(repeats=2, peer_repeats=1,
-                    peer_n={"gillespy2_ssa_c": n // 5, "gillespy2_tau_c": n // 5,
-                            "gillespy2_numpy": 40, "numpy_direct": 500})
-    return dict(repeats=3, peer_repeats=3,
-                peer_n={"gillespy2_ssa_c": n, "gillespy2_tau_c": n,
+        return dict(repeats=1, peer_repeats=1, pilot=200,
+                    peer_n={"gillespy2_ssa_c": 0.2, "gillespy2_tau_c": 0.2,
+                            "gillespy2_numpy": 20, "numpy_direct": 200})
+    return dict(repeats=3, peer_repeats=3, pilot=1000,
+                peer_n={"gillespy2_ssa_c": 1.0, "gillespy2_tau_c": 1.0,
                         "gillespy2_numpy": 200, "numpy_direct": 2000})
 
 
@@ -84,30 +90,60 @@ def _paths(net, keys, s: SP.Spec, method):
     return jax.vmap(one)(keys)
 
 
-def run_jaxcell(s: SP.Spec, tool: str, n: int, repeats: int):
-    """Both layouts: ``{layout: (median warm s, compile s, final counts)}``."""
-    net, method = network(s), JAX_TOOLS[tool]
-    keys = jax.random.key_data(jax.random.split(jax.random.key(SEED), n))
+def _layouts(s: SP.Spec, method):
+    """The two layouts as ``{name: (compile, run)}``: ``compile(keys)`` prepares the
+    program and returns the seconds it took (for ``map_batch``: the first call, whose
+    compile time is that minus a warm call); ``run(keys)`` runs it."""
+    net = network(s)
     out = {}
-    # one device: ahead-of-time compile, then the warm runs
-    f = jax.jit(lambda keys: _paths(net, keys, s, method))
-    t = time.perf_counter()
-    comp = f.lower(keys).compile()
-    c_s = time.perf_counter() - t
-    final = C.block(comp(keys))
-    times = C.repeat(lambda: comp(keys), repeats)
-    out["vmap"] = (C.median(times), c_s, np.asarray(final))
-    # spread over the CPU devices (one per core) as jc.ensemble does
+    compiled = {}
+
+    def compile_vmap(keys):
+        f = jax.jit(lambda keys: _paths(net, keys, s, method))
+        t = time.perf_counter()
+        compiled["vmap"] = f.lower(keys).compile()
+        return time.perf_counter() - t
+
+    out["vmap"] = (compile_vmap, lambda keys: compiled["vmap"](keys))
     if len(jax.devices()) > 1:
         @eqx.filter_jit
         def fn(net, keys):
             return _paths(net, keys, s, method)
 
-        first, final = C.timed(lambda: map_batch(fn, net, keys))
-        times = C.repeat(lambda: map_batch(fn, net, keys), repeats)
-        med = C.median(times)
-        out["map_batch"] = (med, max(first - med, 0.0), np.asarray(final))
+        def compile_mb(keys):
+            return C.timed(lambda: map_batch(fn, net, keys))[0]
+
+        out["map_batch"] = (compile_mb, lambda keys: map_batch(fn, net, keys))
     return out
+
+
+def _keys(n: int):
+    return jax.random.key_data(jax.random.split(jax.random.key(SEED), n))
+
+
+def run_jaxcell(s: SP.Spec, tool: str, n: int, repeats: int, pilot: int):
+    """Pick the faster layout on ``pilot`` trajectories (one warm call each), then time
+    it on ``n``: (layout, median warm s, compile s, final counts, pilot times)."""
+    method = JAX_TOOLS[tool]
+    lays = _layouts(s, method)
+    trial = {}
+    if len(lays) > 1:
+        kp = _keys(pilot)
+        for name, (comp, run) in lays.items():
+            comp(kp)
+            trial[name] = C.timed(lambda run=run: run(kp))[0]
+        best = min(trial, key=trial.get)
+    else:
+        best = next(iter(lays))
+    comp, run = _layouts(s, method)[best]  # fresh: the pilot's programs are not reused
+    keys = _keys(n)
+    first = comp(keys)
+    t0, final = C.timed(lambda: run(keys))
+    times = C.repeat(lambda: run(keys), repeats, first=[t0])
+    final = np.asarray(final)
+    wall = C.median(times)
+    c_s = first if best == "vmap" else max(first - wall, 0.0)
+    return best, wall, c_s, final, trial
 
 
 LAYOUT = {"vmap": "jit(vmap) on one device",
@@ -134,19 +170,19 @@ def bench_case(case: str, res: C.Results, cfg: dict, n: int, tools: list[str]) -
     stats: dict = {}
     cores = res.machine["usable_cores"] or 1
     for tool in [t for t in tools if t in JAX_TOOLS]:
-        runs = run_jaxcell(s, tool, n, cfg["repeats"])
-        best = min(runs, key=lambda k: runs[k][0])
-        wall, c_s, final = runs[best]
-        other = "; ".join(f"{LAYOUT[k].format(d=len(jax.devices()))}: {r[0]:.3g} s "
-                          f"(compile {r[1]:.1f} s)" for k, r in runs.items() if k != best)
-        note = (f"{LAYOUT[best].format(d=len(jax.devices()))}, median of {cfg['repeats']}"
-                + (f"; other layout: {other}" if other else ""))
+        pilot = min(n, cfg["pilot"])
+        best, wall, c_s, final, trial = run_jaxcell(s, tool, n, cfg["repeats"], pilot)
+        d = len(jax.devices())
+        layouts = ", ".join(f"{LAYOUT[k].format(d=d)} {v:.3g} s" for k, v in trial.items())
+        note = (f"{LAYOUT[best].format(d=d)}, median of {cfg['repeats']}"
+                + (f"; layout chosen on {pilot} trajectories: {layouts}" if trial else ""))
         res.add(case, tool, f"wall_{n}_s", wall, "s", note=note)
         res.add(case, tool, "traj_per_s", n / wall, "1/s")
         res.add(case, tool, "compile_s", c_s, "s", note=f"{best} layout")
         stats_row(res, case, tool, final, col, stats)
     for tool in [t for t in tools if t in PEERS]:
-        k = min(n, cfg["peer_n"][tool])
+        share = cfg["peer_n"][tool]
+        k = min(n, max(2, int(share * n)) if isinstance(share, float) else share)
         if tool.startswith("gillespy2"):
             try:
                 import gillespy2  # noqa: F401
@@ -185,11 +221,11 @@ def bench_case(case: str, res: C.Results, cfg: dict, n: int, tools: list[str]) -
 # -- tables ------------------------------------------------------------------------------
 
 
-def print_summary(res: C.Results, n: int) -> None:
+def print_summary(res: C.Results, ns: dict[str, int]) -> None:
     cell = {(r["case"], r["tool"], r["metric"]): r["value"] for r in res.rows}
     cases = list(dict.fromkeys(r["case"] for r in res.rows))
     tools = [t for t in TOOLS if any(r["tool"] == t for r in res.rows)]
-    print(f"\ntrajectories per second (wall for {n} trajectories); speedup = jaxcell "
+    print("\ntrajectories per second (and wall for the case's n); speedup = jaxcell "
           "traj/s / tool traj/s (jaxcell SSA; tau-leaping in brackets)")
     head = f"{'case':<12} {'tool':<16} {'traj/s':>10} {'wall':>10} {'compile':>9} " \
            f"{'final mean (SD)':>18} {'speedup':>16}"
@@ -202,7 +238,7 @@ def print_summary(res: C.Results, n: int) -> None:
             tps = cell.get((c, t, "traj_per_s"))
             if tps is None:
                 continue
-            wall = cell.get((c, t, f"wall_{n}_s"))
+            wall = cell.get((c, t, f"wall_{ns[c]}_s"))
             comp = cell.get((c, t, "compile_s"), cell.get((c, t, "build_s")))
             m, sd = cell.get((c, t, "final_mean")), cell.get((c, t, "final_sd"))
             sp = ""
@@ -231,9 +267,11 @@ def main() -> None:
                     help="comma-separated subset of: " + ", ".join(SP.CASES))
     ap.add_argument("--tools", default=",".join(TOOLS),
                     help="comma-separated subset of: " + ", ".join(TOOLS))
-    ap.add_argument("--n", type=int, default=10_000, help="trajectories per case")
+    ap.add_argument("--n", type=int, default=None,
+                    help="trajectories per case (default 10^4; with --quick "
+                         + ", ".join(f"{k} {v}" for k, v in QUICK_N.items()) + ")")
     args = ap.parse_args()
-    cfg = settings(args.quick, args.n)
+    cfg = settings(args.quick)
     res = C.Results("benchmarks/stochastic.py", args)
     try:
         import gillespy2
@@ -245,15 +283,17 @@ def main() -> None:
           f"{res.machine['cpu']}, {res.machine['usable_cores']} usable cores; "
           f"mode {'quick' if args.quick else 'full'}")
     tools = [t for t in args.tools.split(",") if t]
+    ns = {}
     for case in args.cases.split(","):
-        bench_case(case, res, cfg, args.n, tools)
+        ns[case] = args.n or (QUICK_N[case] if args.quick else 10_000)
+        bench_case(case, res, cfg, ns[case], tools)
     res.note("peers run in one process per core (the same cores as jaxcell); subsets "
              "are scaled per trajectory (see each row's note)")
     res.note("same propensities everywhere: k times the falling factorial of each "
              "reactant count (GillesPy2: custom propensities where its mass action "
              "differs)")
     print(f"\n== stochastic.py results (total {res.elapsed():.0f} s) ==")
-    print_summary(res, args.n)
+    print_summary(res, ns)
     res.finish(args.json)
 
 

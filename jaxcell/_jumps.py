@@ -22,12 +22,14 @@ from ._errors import SimulationError
 from ._event_system import EventSystem
 from ._loop_context import state_offsets
 from ._results import RESULTS
+from ._rng import seed_of, uniforms
 from ._state import StateView, path_str
 from ._stochastic import SSA, TauLeaping
 from ._trajectory import Trajectory
 
 _BISECTIONS = 64
 _MAX_CASCADE = 64
+_DENSE_FIRE = 1 << 16
 
 
 class JumpSystem:
@@ -76,6 +78,7 @@ class JumpSystem:
         self.n_channels = int(self.index.shape[0])
         # the flat entries some channel changes (the others are not checked for sign)
         self.changed = np.unique(self.index[self.delta != 0])
+        self._dense = None
 
     def propensities(self, t, x):
         flat = self.model.derive(t, self.unravel(x), self.args)
@@ -93,7 +96,16 @@ class JumpSystem:
         return a
 
     def fire(self, x, j):
-        """``x`` after one firing of channel ``j``."""
+        """``x`` after one firing of channel ``j`` (a row of the dense channels x state
+        table for small models, else a scatter of the channel's few entries)."""
+        n = x.shape[0]
+        if n * self.n_channels <= _DENSE_FIRE:
+            if self._dense is None:
+                d = np.zeros((self.n_channels, n))
+                rows = np.repeat(np.arange(self.n_channels)[:, None], self.index.shape[1], 1)
+                np.add.at(d, (rows, self.index), self.delta)
+                self._dense = d
+            return x + jnp.asarray(self._dense, x.dtype)[j]
         return x.at[jnp.asarray(self.index)[j]].add(jnp.asarray(self.delta, x.dtype)[j])
 
     def fire_counts(self, x, k):
@@ -106,6 +118,7 @@ class _Carry(eqx.Module):
     t: jax.Array
     x: jax.Array
     key: jax.Array
+    seed: jax.Array  # the SSA's SplitMix64 stream
     trig: jax.Array
     steps: jax.Array
     result: jax.Array
@@ -114,9 +127,8 @@ class _Carry(eqx.Module):
 
 def _choose(key, a, a0):
     """A channel drawn with probability a_j / a0."""
-    c = jnp.cumsum(a)
     r = jax.random.uniform(key, (), a.dtype) * a0
-    j = jnp.searchsorted(c, r, side="right")
+    j = jnp.sum(jnp.cumsum(a) <= r)
     last = a.shape[0] - 1 - jnp.argmax((a > 0)[::-1])
     return jnp.minimum(j, last)
 
@@ -176,19 +188,17 @@ class _Events:
         return hi
 
 
-def _ssa_step(js: JumpSystem, t, x, key, t_stop):
+def _ssa_step(js: JumpSystem, t, x, u, t_stop):
     """One SSA draw: (time of the next firing, the state after it, bad propensities).
-    One pair of uniforms per step (one counter-based draw): the waiting time by
-    inversion and the channel by the cumulative sum."""
-    u = jax.random.uniform(key, (2,), x.dtype)
+    ``u``: a pair of uniforms, for the waiting time (by inversion) and the channel (by
+    the cumulative sum)."""
     a = js.propensities(t, x)
     bad = jnp.any(~(a >= 0))
     a = jnp.where(a > 0, a, 0.0)
     a0 = jnp.sum(a)
     tau = -jnp.log1p(-u[0]) / jnp.where(a0 > 0, a0, 1.0)
     t_next = jnp.where(a0 > 0, t + tau, jnp.inf)
-    c = jnp.cumsum(a)
-    j = jnp.searchsorted(c, u[1] * a0, side="right")
+    j = jnp.sum(jnp.cumsum(a) <= u[1] * a0)  # searchsorted(side="right"), vectorised
     last = a.shape[0] - 1 - jnp.argmax((a > 0)[::-1])
     return t_next, js.fire(x, jnp.minimum(j, last)), bad
 
@@ -249,7 +259,7 @@ def _tau_step(js: JumpSystem, m: TauLeaping, t, x, key, t_stop, cap):
     x_leap = js.fire_counts(x, k)
     negative = jnp.any(x_leap[jnp.asarray(js.changed)] < 0)
     # the SSA alternative
-    t_ssa, x_ssa, _ = _ssa_step(js, t, x, k4, t_stop)
+    t_ssa, x_ssa, _ = _ssa_step(js, t, x, jax.random.uniform(k4, (2,), dt), t_stop)
     t_leap = jnp.where(negative, t, t + tau)
     x_leap = jnp.where(negative, x, x_leap)
     new_cap = jnp.where(negative, tau / 2, jnp.inf)
@@ -268,13 +278,15 @@ def _stepper(js: JumpSystem, ev: _Events | None, method):
 
     def body(c: _Carry, t_stop):
         # the trajectory's key stays; every step draws from (key, step number)
-        key, sub = c.key, jax.random.fold_in(c.key, c.steps)
+        key = c.key
         if tau:
+            sub = jax.random.fold_in(c.key, c.steps)
             t_new, x_new, bad, cap, was_ssa, leap_done = _tau_step(
                 js, method, c.t, c.x, sub, t_stop, c.cap)
             jumped = jnp.where(was_ssa, t_new < t_stop, leap_done)
         else:
-            t_new, x_new, bad = _ssa_step(js, c.t, c.x, sub, t_stop)
+            u = uniforms(c.seed, c.steps, 2, c.x.dtype)
+            t_new, x_new, bad = _ssa_step(js, c.t, c.x, u, t_stop)
             cap = c.cap
             was_ssa = leap_done = jnp.asarray(True)
             jumped = t_new < t_stop
@@ -298,7 +310,7 @@ def _stepper(js: JumpSystem, ev: _Events | None, method):
         steps = c.steps + 1
         result = RESULTS.where((steps >= max_jumps) & (result == RESULTS.successful),
                                RESULTS.max_jumps_reached, result)
-        return _Carry(t_end, x_end, key, trig, steps, result, cap)
+        return _Carry(t_end, x_end, key, c.seed, trig, steps, result, cap)
 
     def run(c: _Carry, t_stop) -> _Carry:
         def cond(c):
@@ -316,7 +328,7 @@ def advance_jumps(model: Composite, y, ta, tb, key, method, args):
     x, unravel = ravel_pytree(y)
     js = JumpSystem(model, args, unravel, x.dtype)
     run = _stepper(js, None, method)
-    c = _Carry(jnp.asarray(ta, x.dtype), x, key, jnp.zeros((0,), bool),
+    c = _Carry(jnp.asarray(ta, x.dtype), x, key, seed_of(key), jnp.zeros((0,), bool),
                jnp.zeros((), jnp.int32), RESULTS.successful, jnp.asarray(jnp.inf, x.dtype))
     c = run(c, jnp.asarray(tb, x.dtype))
     return unravel(c.x), c.steps, c.result
@@ -345,7 +357,7 @@ def solve_jumps(model: Composite, y0, t0, ts, key, method, args, dtype):
         c = run(c, t_stop)
         return c, c.x
 
-    init = _Carry(t0, x0, key, trig0, jnp.zeros((), jnp.int32), result,
+    init = _Carry(t0, x0, key, seed_of(key), trig0, jnp.zeros((), jnp.int32), result,
                   jnp.asarray(jnp.inf, dtype))
     final, xs = jax.lax.scan(interval, init, ts)
     ys = jax.vmap(unravel)(xs)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import diffrax
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -213,9 +214,16 @@ class CountsObjective(AbstractObjective):
         return model.marginal(p, self.species), ok
 
     def log_likelihood(self, values: dict[str, ArrayLike]) -> Float[Array, ""]:
-        """The log-likelihood at natural-scale ``values`` ``{name: value}`` (``-inf``
-        where a solve failed). Traceable."""
+        """The log-likelihood at natural-scale ``values`` ``{name: value}``: ``-inf``
+        where a value is not finite (an overflowing proposal of NUTS or a line search;
+        the model is then evaluated at its own values, so no parameter check fires) or
+        a solve failed. Traceable."""
+        defaults = self.fsp.parameters()
+        finite = jnp.all(jnp.stack([jnp.isfinite(jnp.asarray(v)) for v in values.values()]))
+        values = {k: jnp.where(finite, v, jax.lax.stop_gradient(defaults[k]))
+                  for k, v in values.items()}
         marg, ok = self._distributions(values)
+        ok = ok & finite
         logp = jnp.log(jnp.maximum(marg, _TINY))
         ll = jnp.sum(jnp.where(self.histograms > 0, self.histograms * logp, 0.0))
         return jnp.where(ok, ll, -jnp.inf)
