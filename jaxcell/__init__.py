@@ -27,6 +27,7 @@ from . import neural as neural
 from . import petab as petab
 from . import sbml as sbml
 from . import solvers as solvers
+from . import stochastic as stochastic
 from . import tissue as tissue
 from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._checkpoint import simulate_checkpointed as simulate_checkpointed

@@ -22,7 +22,7 @@ from ._errors import SimulationError
 from ._event_system import EventSystem
 from ._loop_context import state_offsets
 from ._results import RESULTS
-from ._rng import seed_of, uniforms
+from ._rng import UNIFORMS_PER_POISSON, poisson, seed_of, uniforms
 from ._state import StateView, path_str
 from ._stochastic import SSA, TauLeaping
 from ._trajectory import Trajectory
@@ -95,21 +95,31 @@ class JumpSystem:
                 f"tables have {self.n_channels} channels.")
         return a
 
+    def dense_ok(self, n: int) -> bool:
+        """Whether the dense (channels x entries) table is small enough to use."""
+        return n * self.n_channels <= _DENSE_FIRE
+
+    def dense(self, n: int) -> np.ndarray:
+        """The stoichiometry as a dense (channels x flat entries) matrix."""
+        if self._dense is None:
+            d = np.zeros((self.n_channels, n))
+            rows = np.repeat(np.arange(self.n_channels)[:, None], self.index.shape[1], 1)
+            np.add.at(d, (rows, self.index), self.delta)
+            self._dense = d
+        return self._dense
+
     def fire(self, x, j):
-        """``x`` after one firing of channel ``j`` (a row of the dense channels x state
-        table for small models, else a scatter of the channel's few entries)."""
-        n = x.shape[0]
-        if n * self.n_channels <= _DENSE_FIRE:
-            if self._dense is None:
-                d = np.zeros((self.n_channels, n))
-                rows = np.repeat(np.arange(self.n_channels)[:, None], self.index.shape[1], 1)
-                np.add.at(d, (rows, self.index), self.delta)
-                self._dense = d
-            return x + jnp.asarray(self._dense, x.dtype)[j]
+        """``x`` after one firing of channel ``j`` (a row of the dense table for small
+        models, else a scatter of the channel's few entries)."""
+        if self.dense_ok(x.shape[0]):
+            return x + jnp.asarray(self.dense(x.shape[0]), x.dtype)[j]
         return x.at[jnp.asarray(self.index)[j]].add(jnp.asarray(self.delta, x.dtype)[j])
 
     def fire_counts(self, x, k):
         """``x`` after ``k[j]`` firings of every channel ``j``."""
+        if self.dense_ok(x.shape[0]):
+            d = jnp.asarray(self.dense(x.shape[0]), x.dtype)
+            return x + jnp.sum(k.astype(x.dtype)[:, None] * d, axis=0)
         d = jnp.asarray(self.delta, x.dtype) * k[:, None].astype(x.dtype)
         return x.at[jnp.asarray(self.index).reshape(-1)].add(d.reshape(-1))
 
@@ -125,9 +135,9 @@ class _Carry(eqx.Module):
     cap: jax.Array  # tau-leaping: the step after a rejected leap (inf: none)
 
 
-def _choose(key, a, a0):
-    """A channel drawn with probability a_j / a0."""
-    r = jax.random.uniform(key, (), a.dtype) * a0
+def _choose(u, a, a0):
+    """A channel drawn with probability a_j / a0 (``u`` uniform)."""
+    r = u * a0
     j = jnp.sum(jnp.cumsum(a) <= r)
     last = a.shape[0] - 1 - jnp.argmax((a > 0)[::-1])
     return jnp.minimum(j, last)
@@ -203,40 +213,50 @@ def _ssa_step(js: JumpSystem, t, x, u, t_stop):
     return t_next, js.fire(x, jnp.minimum(j, last)), bad
 
 
-def _tau_step(js: JumpSystem, m: TauLeaping, t, x, key, t_stop, cap):
+def _tau_step(js: JumpSystem, m: TauLeaping, t, x, seed, counter, t_stop, cap):
     """One adaptive tau-leaping step (Cao, Gillespie & Petzold 2006): (end time, new
-    state, bad propensities, rejected, next cap)."""
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+    state, bad propensities, next cap, took an SSA step, leap accepted)."""
     dt = x.dtype
+    n_ch = js.n_channels
+    u = uniforms(seed, counter, 4 + n_ch * UNIFORMS_PER_POISSON, dt)
     a = js.propensities(t, x)
     bad = jnp.any(~(a >= 0))
     a = jnp.where(a > 0, a, 0.0)
     a0 = jnp.sum(a)
-    index = jnp.asarray(js.index)
-    delta = jnp.asarray(js.delta, dt)
-    # L_j: how many times channel j can fire before a reactant runs out
+    # per (channel, entry) quantities, dense for small models, else over the sparse table
+    if js.dense_ok(x.shape[0]):
+        delta = jnp.asarray(js.dense(x.shape[0]), dt)
+        xi = x[None, :]
+    else:
+        delta = jnp.asarray(js.delta, dt)
+        xi = x[jnp.asarray(js.index)]
     consumes = delta < 0
-    avail = jnp.where(consumes, jnp.floor(x[index] / jnp.where(consumes, -delta, 1.0)),
-                      jnp.inf)
+    # L_j: how many times channel j can fire before a reactant runs out
+    avail = jnp.where(consumes, jnp.floor(xi / jnp.where(consumes, -delta, 1.0)), jnp.inf)
     L = jnp.min(avail, axis=1)
     critical = (L < m.n_critical) & (a > 0)
     a_nc = jnp.where(critical, 0.0, a)
-    # mean and variance of the change of every flat entry from non-critical channels
-    n_flat = x.shape[0]
-    mu = jax.ops.segment_sum((delta * a_nc[:, None]).reshape(-1), index.reshape(-1),
-                             num_segments=n_flat)
-    s2 = jax.ops.segment_sum((delta**2 * a_nc[:, None]).reshape(-1), index.reshape(-1),
-                             num_segments=n_flat)
     # g_i from the highest order of the channels that consume entry i (with the
     # correction for several molecules of the same species); the bounds hold for every
     # reactant species (of any channel, critical or not), as in the paper
     coeff = jnp.where(consumes, -delta, 0.0)
-    xi = x[index]
     orders = jnp.asarray(js.orders, dt)[:, None]
     extra = jnp.where(coeff >= 2, 1.0 / jnp.maximum(xi - 1.0, 1.0), 0.0) * orders / 2
     extra = extra + jnp.where(coeff >= 3, 2.0 / jnp.maximum(xi - 2.0, 1.0), 0.0)
     g_entry = jnp.where(consumes, orders + extra, 0.0)
-    g = jax.ops.segment_max(g_entry.reshape(-1), index.reshape(-1), num_segments=n_flat)
+    if js.dense_ok(x.shape[0]):
+        # broadcast-and-sum, not matmul: tiny batched matmuls are slow on CPU
+        mu = jnp.sum(a_nc[:, None] * delta, axis=0)
+        s2 = jnp.sum(a_nc[:, None] * delta**2, axis=0)
+        g = jnp.max(g_entry, axis=0)
+    else:
+        n_flat = x.shape[0]
+        flat_index = jnp.asarray(js.index).reshape(-1)
+        mu = jax.ops.segment_sum((delta * a_nc[:, None]).reshape(-1), flat_index,
+                                 num_segments=n_flat)
+        s2 = jax.ops.segment_sum((delta**2 * a_nc[:, None]).reshape(-1), flat_index,
+                                 num_segments=n_flat)
+        g = jax.ops.segment_max(g_entry.reshape(-1), flat_index, num_segments=n_flat)
     reactant = g > 0
     bound = jnp.maximum(m.epsilon * x / jnp.where(reactant, g, 1.0), 1.0)
     t1 = jnp.where(reactant & (mu != 0), bound / jnp.abs(jnp.where(mu != 0, mu, 1.0)),
@@ -248,18 +268,19 @@ def _tau_step(js: JumpSystem, m: TauLeaping, t, x, key, t_stop, cap):
     # the leap
     a_c = jnp.where(critical, a, 0.0)
     a0_c = jnp.sum(a_c)
-    tau2 = jnp.where(a0_c > 0, jax.random.exponential(k1, (), dt) /
-                     jnp.where(a0_c > 0, a0_c, 1.0), jnp.inf)
+    tau2 = jnp.where(a0_c > 0, -jnp.log1p(-u[0]) / jnp.where(a0_c > 0, a0_c, 1.0),
+                     jnp.inf)
     room = t_stop - t
     tau = jnp.minimum(jnp.minimum(tau1, tau2), room)
     crit_fires = (tau2 <= tau1) & (tau2 < room)
-    k = jax.random.poisson(k2, a_nc * jnp.where(jnp.isfinite(tau), tau, 0.0)).astype(dt)
-    jc = _choose(k3, a_c, a0_c)
+    k = poisson(u[4:].reshape(n_ch, UNIFORMS_PER_POISSON),
+                a_nc * jnp.where(jnp.isfinite(tau), tau, 0.0))
+    jc = _choose(u[1], a_c, a0_c)
     k = k + jnp.where(crit_fires, jax.nn.one_hot(jc, a.shape[0], dtype=dt), 0.0)
     x_leap = js.fire_counts(x, k)
     negative = jnp.any(x_leap[jnp.asarray(js.changed)] < 0)
     # the SSA alternative
-    t_ssa, x_ssa, _ = _ssa_step(js, t, x, jax.random.uniform(k4, (2,), dt), t_stop)
+    t_ssa, x_ssa, _ = _ssa_step(js, t, x, u[2:4], t_stop)
     t_leap = jnp.where(negative, t, t + tau)
     x_leap = jnp.where(negative, x, x_leap)
     new_cap = jnp.where(negative, tau / 2, jnp.inf)
@@ -280,9 +301,8 @@ def _stepper(js: JumpSystem, ev: _Events | None, method):
         # the trajectory's key stays; every step draws from (key, step number)
         key = c.key
         if tau:
-            sub = jax.random.fold_in(c.key, c.steps)
             t_new, x_new, bad, cap, was_ssa, leap_done = _tau_step(
-                js, method, c.t, c.x, sub, t_stop, c.cap)
+                js, method, c.t, c.x, c.seed, c.steps, t_stop, c.cap)
             jumped = jnp.where(was_ssa, t_new < t_stop, leap_done)
         else:
             u = uniforms(c.seed, c.steps, 2, c.x.dtype)

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PUBLIC_MODULES = (
     "jaxcell",
+    "jaxcell.stochastic",
     "jaxcell.models",
     "jaxcell.neural",
     "jaxcell.analysis",
@@ -48,6 +49,8 @@ PUBLIC_MODULES = (
 # Narrative pages whose ``python`` blocks are executed. Pages that compile several
 # solves (about 10 s or more) are slow tests.
 EXECUTED_PAGES = (
+    "concepts/stochastic.md",
+    pytest.param("concepts/master-equation.md", marks=pytest.mark.slow),
     "index.md",
     "getting-started.md",
     "scale-out.md",

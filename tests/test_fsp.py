@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+from helpers import central_difference
 from scipy.special import gammaln, hyp1f1
 
 import jaxcell as jc
@@ -29,8 +30,6 @@ from jaxcell.stochastic import (
     telegraph_distribution,
     telegraph_network,
 )
-
-from helpers import central_difference
 
 S2 = {"k_on": 0.5, "k_off": 1.0, "K": 20.0, "delta": 1.0}
 BOX = {"G_off": 1, "G_on": 1, "M": 120}
@@ -137,12 +136,28 @@ def test_sink_mass_is_the_error_bound():
     assert np.sum(np.abs(diff)) + np.sum(exact[9:]) <= err + 1e-8
 
 
+def test_new_rates_or_an_equal_box_do_not_recompile():
+    fsp = _immigration_death()
+
+    def run(f):  # as in test_immigration_death_is_poisson (compiled once per module)
+        ts = np.array([0.5, 2.0, 6.0])
+        return jc.simulate(f, 0.0, ts[-1], saveat=ts)["stochastic/imd/p"]
+
+    run(fsp)
+    warm = fsp.replace_parameters({"lam": 3.0})  # eager ops of replace_parameters
+    rebuilt = _immigration_death(lam=5.0)  # a new FSP with an equal box
+    with jc.count_compilations() as n:
+        run(warm)
+        run(rebuilt)
+    assert n() == 0
+
+
 def test_generator_matches_matrix_free_derivative(telegraph_fsp):
-    q = eqx.filter_jit(lambda f: f.generator())(telegraph_fsp)
     p = jax.random.uniform(jax.random.key(0), telegraph_fsp.shape, dtype=float)
-    np.testing.assert_allclose(np.asarray(q @ p.reshape(-1)),
-                               np.asarray(telegraph_fsp.derivative(p)).reshape(-1),
-                               rtol=1e-12, atol=1e-12)
+    dense, free = eqx.filter_jit(
+        lambda f, p: (f.generator() @ p.reshape(-1), f.derivative(p).reshape(-1))
+    )(telegraph_fsp, p)
+    np.testing.assert_allclose(np.asarray(dense), np.asarray(free), rtol=1e-12, atol=1e-12)
 
 
 def test_constant_species_are_not_axes():
@@ -220,16 +235,19 @@ def test_timed_counts_gradient_through_simulate():
 
 
 @pytest.mark.slow
-def test_nuts_intervals_contain_true_rates(telegraph_fsp):
+def test_nuts_intervals_contain_true_rates():
+    """NUTS on the stationary likelihood (about 40 s on 2 cores; M <= 80 suffices for
+    these data, largest count 32)."""
+    fsp = FSP(telegraph_network(**S2), {"G_off": 1, "G_on": 1, "M": 80})
     priors = {"k_on": dist.LogNormal(float(np.log(0.5)), 1.0),
               "k_off": dist.LogNormal(0.0, 1.0),
               "K": dist.LogNormal(float(np.log(20.0)), 1.0)}
-    obj = CountsObjective(telegraph_fsp, _telegraph_counts(), species="M",
+    obj = CountsObjective(fsp, _telegraph_counts(), species="M",
                           parameters=Parameters([Parameter(n, prior=pr)
-                                                 for n, pr in priors.items()],
-                                                model=telegraph_fsp))
+                                                 for n, pr in priors.items()], model=fsp))
     result = sample_nuts(obj.numpyro_model(), key=jax.random.key(0), num_warmup=200,
                          num_samples=200, init={"k_on": 0.6, "k_off": 1.2, "K": 18.0})
+    assert result.num_divergent == 0
     summary = result.summary(prob=0.99)
     for name in priors:
         row = summary[name]
@@ -268,6 +286,10 @@ def test_other_bad_input(telegraph_fsp):
                                {"k": 1.0}), {"E": 2, "X": 5})
     with pytest.raises(jc.ModelError, match="positive"):
         telegraph_distribution(0.0, 1.0, 20.0, 1.0, n_max=5)
+    # traced K/delta too large for the default number of series terms: a clear error
+    with pytest.raises(RuntimeError, match="series terms are too few"):
+        eqx.filter_jit(lambda K: telegraph_distribution(0.5, 1.0, K, 1.0, n_max=10))(
+            jnp.asarray(200.0))
     with pytest.raises(jc.InferenceError, match="not a parameter of the network"):
         CountsObjective(telegraph_fsp, [1, 2], species="M", parameters=["k_onn"])
     with pytest.raises(jc.ModelError, match="no axis for species 'G'"):

@@ -64,7 +64,7 @@ def telegraph_network(k_on: ArrayLike = 0.5, k_off: ArrayLike = 1.0, K: ArrayLik
 
 def telegraph_distribution(k_on: ArrayLike, k_off: ArrayLike, K: ArrayLike,
                            delta: ArrayLike, n_max: int, *, terms: int | None = None
-                           ) -> Float[Array, " n_max+1"]:
+                           ) -> Float[Array, " counts"]:
     r"""The stationary mRNA distribution of the telegraph model, :math:`P(m)` for
     :math:`m = 0..n_\max` (Peccoud & Ycart 1995):
 
