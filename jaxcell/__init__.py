@@ -92,6 +92,8 @@ from ._stochastic import CLE as CLE
 from ._stochastic import SSA as SSA
 from ._stochastic import AbstractStochasticMethod as AbstractStochasticMethod
 from ._stochastic import TauLeaping as TauLeaping
+from ._ssa_gradient import SSAGradient as SSAGradient
+from ._ssa_gradient import ssa_gradient as ssa_gradient
 from ._simulate import (
     count_compilations as count_compilations,
 )

@@ -133,6 +133,7 @@ class _Carry(eqx.Module):
     steps: jax.Array
     result: jax.Array
     cap: jax.Array  # tau-leaping: the step after a rejected leap (inf: none)
+    logp: jax.Array  # SSA: log-likelihood of the path (for score-function gradients)
 
 
 def _choose(u, a, a0):
@@ -199,18 +200,24 @@ class _Events:
 
 
 def _ssa_step(js: JumpSystem, t, x, u, t_stop):
-    """One SSA draw: (time of the next firing, the state after it, bad propensities).
+    """One SSA draw: (time of the next firing, the state after it, bad propensities,
+    the log-likelihood increment if it fires, the rate of the waiting time).
     ``u``: a pair of uniforms, for the waiting time (by inversion) and the channel (by
-    the cumulative sum)."""
-    a = js.propensities(t, x)
-    bad = jnp.any(~(a >= 0))
-    a = jnp.where(a > 0, a, 0.0)
+    the cumulative sum). The draw uses the propensities without their derivatives, so
+    under forward-mode differentiation the path is fixed and only the path's
+    log-likelihood carries tangents (the score-function estimator)."""
+    a_diff = js.propensities(t, x)
+    bad = jnp.any(~(a_diff >= 0))
+    a_diff = jnp.where(a_diff > 0, a_diff, 0.0)
+    a = jax.lax.stop_gradient(a_diff)
     a0 = jnp.sum(a)
     tau = -jnp.log1p(-u[0]) / jnp.where(a0 > 0, a0, 1.0)
     t_next = jnp.where(a0 > 0, t + tau, jnp.inf)
     j = jnp.sum(jnp.cumsum(a) <= u[1] * a0)  # searchsorted(side="right"), vectorised
     last = a.shape[0] - 1 - jnp.argmax((a > 0)[::-1])
-    return t_next, js.fire(x, jnp.minimum(j, last)), bad
+    j = jnp.minimum(j, last)
+    log_fire = jnp.log(jnp.where(a[j] > 0, a_diff[j], 1.0))
+    return t_next, js.fire(x, j), bad, log_fire, jnp.sum(a_diff)
 
 
 def _tau_step(js: JumpSystem, m: TauLeaping, t, x, seed, counter, t_stop, cap):
@@ -280,7 +287,7 @@ def _tau_step(js: JumpSystem, m: TauLeaping, t, x, seed, counter, t_stop, cap):
     x_leap = js.fire_counts(x, k)
     negative = jnp.any(x_leap[jnp.asarray(js.changed)] < 0)
     # the SSA alternative
-    t_ssa, x_ssa, _ = _ssa_step(js, t, x, u[2:4], t_stop)
+    t_ssa, x_ssa = _ssa_step(js, t, x, u[2:4], t_stop)[:2]
     t_leap = jnp.where(negative, t, t + tau)
     x_leap = jnp.where(negative, x, x_leap)
     new_cap = jnp.where(negative, tau / 2, jnp.inf)
@@ -306,7 +313,7 @@ def _stepper(js: JumpSystem, ev: _Events | None, method):
             jumped = jnp.where(was_ssa, t_new < t_stop, leap_done)
         else:
             u = uniforms(c.seed, c.steps, 2, c.x.dtype)
-            t_new, x_new, bad = _ssa_step(js, c.t, c.x, u, t_stop)
+            t_new, x_new, bad, log_fire, a0 = _ssa_step(js, c.t, c.x, u, t_stop)
             cap = c.cap
             was_ssa = leap_done = jnp.asarray(True)
             jumped = t_new < t_stop
@@ -315,6 +322,7 @@ def _stepper(js: JumpSystem, ev: _Events | None, method):
         t_end = jnp.where(was_ssa | leap_done, t_end, c.t)
         x_end = jnp.where(jumped, x_new, c.x)
         trig = c.trig
+        rises = jnp.asarray(False)
         result = RESULTS.where(bad & (c.result == RESULTS.successful),
                                RESULTS.invalid_propensity, c.result)
         if ev is not None:
@@ -330,7 +338,12 @@ def _stepper(js: JumpSystem, ev: _Events | None, method):
         steps = c.steps + 1
         result = RESULTS.where((steps >= max_jumps) & (result == RESULTS.successful),
                                RESULTS.max_jumps_reached, result)
-        return _Carry(t_end, x_end, key, c.seed, trig, steps, result, cap)
+        logp = c.logp
+        if not tau:
+            dt_held = jax.lax.stop_gradient(t_end - c.t)
+            logp = logp - a0 * dt_held + jnp.where(jumped & ~rises if ev is not None
+                                                   else jumped, log_fire, 0.0)
+        return _Carry(t_end, x_end, key, c.seed, trig, steps, result, cap, logp)
 
     def run(c: _Carry, t_stop) -> _Carry:
         def cond(c):
@@ -349,7 +362,8 @@ def advance_jumps(model: Composite, y, ta, tb, key, method, args):
     js = JumpSystem(model, args, unravel, x.dtype)
     run = _stepper(js, None, method)
     c = _Carry(jnp.asarray(ta, x.dtype), x, key, seed_of(key), jnp.zeros((0,), bool),
-               jnp.zeros((), jnp.int32), RESULTS.successful, jnp.asarray(jnp.inf, x.dtype))
+               jnp.zeros((), jnp.int32), RESULTS.successful, jnp.asarray(jnp.inf, x.dtype),
+               jnp.zeros((), x.dtype))
     c = run(c, jnp.asarray(tb, x.dtype))
     return unravel(c.x), c.steps, c.result
 
@@ -378,12 +392,15 @@ def solve_jumps(model: Composite, y0, t0, ts, key, method, args, dtype):
         return c, c.x
 
     init = _Carry(t0, x0, key, seed_of(key), trig0, jnp.zeros((), jnp.int32), result,
-                  jnp.asarray(jnp.inf, dtype))
+                  jnp.asarray(jnp.inf, dtype), jnp.zeros((), dtype))
     final, xs = jax.lax.scan(interval, init, ts)
     ys = jax.vmap(unravel)(xs)
     if model.spec.derived:
         full = jax.vmap(lambda t, y: model.derived_at(t, y, args))(ts, ys)
     else:
         full = ys
-    return Trajectory(ts=ts, values=full, stats={"num_steps": final.steps},
-                      result=final.result, spec=model.spec)
+    stats = {"num_steps": final.steps}
+    if not isinstance(method, TauLeaping):
+        stats["log_likelihood"] = final.logp
+    return Trajectory(ts=ts, values=full, stats=stats, result=final.result,
+                      spec=model.spec)
