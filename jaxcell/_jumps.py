@@ -150,6 +150,7 @@ class _Events:
     def __init__(self, es: EventSystem):
         self.es = es
         self.persistent = jnp.asarray(es.persistent)
+        self.has_schedule = bool(np.any(es.scheduled))
 
     def triggers(self, t, x):
         return self.es.triggers(t, x, None)[0]
@@ -326,6 +327,15 @@ def _stepper(js: JumpSystem, ev: _Events | None, method):
         result = RESULTS.where(bad & (c.result == RESULTS.successful),
                                RESULTS.invalid_propensity, c.result)
         if ev is not None:
+            if ev.has_schedule:
+                # a scheduled event before the next firing (or at the save time): stop
+                # there, execute it, redraw the firing
+                t_s = ev.es.next_time(c.t, c.x, None)
+                sched = (t_s <= t_end) & (t_s > c.t)
+                t_end = jnp.where(sched, t_s, t_end)
+                x_end = jnp.where(sched, c.x, x_end)
+                cap = jnp.where(sched, c.cap, cap)
+                jumped = jumped & ~sched
             # a time-dependent trigger rising before the next firing: the event happens
             # first (and the firing is redrawn afterwards: memoryless)
             rises = jnp.any(ev.triggers(t_end, c.x) & ~c.trig) & (t_end > c.t)
