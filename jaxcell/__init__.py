@@ -70,10 +70,10 @@ from ._process import (
     AbstractEventProcess as AbstractEventProcess,
 )
 from ._process import (
-    AbstractProcess as AbstractProcess,
+    AbstractJumpProcess as AbstractJumpProcess,
 )
 from ._process import (
-    AbstractJumpProcess as AbstractJumpProcess,
+    AbstractProcess as AbstractProcess,
 )
 from ._process import (
     EventTable as EventTable,
@@ -82,18 +82,12 @@ from ._process import (
     JumpTable as JumpTable,
 )
 from ._process import (
-    jump_table as jump_table,
-)
-from ._process import (
     Ports as Ports,
 )
+from ._process import (
+    jump_table as jump_table,
+)
 from ._results import RESULTS as RESULTS
-from ._stochastic import CLE as CLE
-from ._stochastic import SSA as SSA
-from ._stochastic import AbstractStochasticMethod as AbstractStochasticMethod
-from ._stochastic import TauLeaping as TauLeaping
-from ._ssa_gradient import SSAGradient as SSAGradient
-from ._ssa_gradient import ssa_gradient as ssa_gradient
 from ._simulate import (
     count_compilations as count_compilations,
 )
@@ -106,6 +100,8 @@ from ._simulate import (
 from ._simulate import (
     simulate as simulate,
 )
+from ._ssa_gradient import SSAGradient as SSAGradient
+from ._ssa_gradient import ssa_gradient as ssa_gradient
 from ._state import (
     StateSpec as StateSpec,
 )
@@ -124,6 +120,10 @@ from ._state import (
 from ._state import (
     nest_state as nest_state,
 )
+from ._stochastic import CLE as CLE
+from ._stochastic import SSA as SSA
+from ._stochastic import AbstractStochasticMethod as AbstractStochasticMethod
+from ._stochastic import TauLeaping as TauLeaping
 from ._trajectory import Trajectory as Trajectory
 from .molecular import (
     AbstractRateLaw as AbstractRateLaw,

@@ -21,10 +21,10 @@ from ._custom_types import Path, State
 from ._errors import ModelError, WiringError
 from ._process import (
     AbstractContinuousProcess,
-    AbstractJumpProcess,
     AbstractDerivedProcess,
     AbstractDiscreteProcess,
     AbstractEventProcess,
+    AbstractJumpProcess,
     AbstractProcess,
     Ports,
     describe_paths,

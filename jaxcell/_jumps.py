@@ -24,7 +24,7 @@ from ._loop_context import state_offsets
 from ._results import RESULTS
 from ._rng import UNIFORMS_PER_POISSON, poisson, seed_of, uniforms
 from ._state import StateView, path_str
-from ._stochastic import SSA, TauLeaping
+from ._stochastic import TauLeaping
 from ._trajectory import Trajectory
 
 _BISECTIONS = 64

@@ -22,8 +22,8 @@ from ._failure import raise_on_failure
 from ._hybrid import make_schedule, solve_hybrid
 from ._process import AbstractProcess, is_concrete
 from ._results import RESULTS
-from ._stochastic import AbstractStochasticMethod
 from ._segments import default_max_segments, make_context, solve_events, unravel_states
+from ._stochastic import AbstractStochasticMethod
 from ._trajectory import Trajectory
 from .solvers import Rodas5
 

@@ -18,10 +18,10 @@ from .._process import (
     AbstractJumpProcess,
     JumpTable,
     ParameterRules,
-    jump_table,
     Ports,
     as_parameter_array,
     is_concrete,
+    jump_table,
 )
 from .._state import Ref, StateView, Var, as_ref, suggest
 from ._conservation import ConservationLaw, conservation_laws

@@ -19,10 +19,10 @@ from .._process import (
     AbstractJumpProcess,
     EventTable,
     JumpTable,
-    jump_table,
     Ports,
     as_parameter_array,
     host_asarray,
+    jump_table,
 )
 from .._state import StateView, Var
 from ._errors import SBMLError, SBMLUnsupportedError
