@@ -13,6 +13,7 @@ This module does not import jax (the peer workers are spawned without it).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -36,10 +37,18 @@ class Spec:
     n_out: int
     observe: str
     about: str
+    exact: tuple[float, float] | None = None  # (mean, SD) of the final count, if known
     ts: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "ts", np.linspace(0.0, self.t1, self.n_out))
+
+
+def _birth_death_moments(x0: float, lam: float, mu: float, t: float):
+    """Exact mean and SD of the linear birth-death process at ``t``."""
+    g = math.exp((lam - mu) * t)
+    var = x0 * (lam + mu) / (lam - mu) * g * (g - 1.0)
+    return x0 * g, math.sqrt(var)
 
 
 def spec(name: str) -> Spec:
@@ -47,7 +56,8 @@ def spec(name: str) -> Spec:
         # DSMTS 001-01 (Evans, Gillespie & Wilkinson 2008): X -> 2X (0.1 X), X -> 0 (0.11 X)
         return Spec("birth_death", {"X": 100},
                     [("birth", {"X": 1}, {"X": 2}, 0.1), ("death", {"X": 1}, {}, 0.11)],
-                    50.0, 51, "X", "DSMTS 001-01 birth-death, X0 = 100, t in [0, 50]")
+                    50.0, 51, "X", "DSMTS 001-01 birth-death, X0 = 100, t in [0, 50]",
+                    _birth_death_moments(100, 0.1, 0.11, 50.0))
     if name == "schlogl":
         # Schlögl (1972) with the parameters of Cao, Gillespie & Petzold (2006) /
         # StochKit: c1 = 3e-7, c2 = 1e-4, c3 = 1e-3, c4 = 3.5, N_A = 1e5, N_B = 2e5;

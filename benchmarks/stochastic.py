@@ -210,11 +210,15 @@ def bench_case(case: str, res: C.Results, cfg: dict, n: int, tools: list[str]) -
     # agreement of the final-time counts with jaxcell SSA
     ref = stats.get("jaxcell_ssa")
     print(f"  final {s.observe} at t = {s.t1:g}: mean (SD) [n]; z vs jaxcell_ssa")
+    if s.exact is not None:
+        print(f"    {'exact':<18} {s.exact[0]:9.2f} ({s.exact[1]:7.2f})")
     for tool, (m, sd, k) in stats.items():
         z = ""
         if ref and tool != "jaxcell_ssa":
             se = math.sqrt(ref[1] ** 2 / ref[2] + sd**2 / k)
             z = f"z = {(m - ref[0]) / se:+.2f}" if se > 0 else ""
+        if s.exact is not None and k > 1:
+            z += f"  z vs exact = {(m - s.exact[0]) / (sd / math.sqrt(k)):+.2f}"
         print(f"    {tool:<18} {m:9.2f} ({sd:7.2f}) [{k}]  {z}")
 
 
@@ -227,7 +231,7 @@ def print_summary(res: C.Results, ns: dict[str, int]) -> None:
     tools = [t for t in TOOLS if any(r["tool"] == t for r in res.rows)]
     print("\ntrajectories per second (and wall for the case's n); speedup = jaxcell "
           "traj/s / tool traj/s (jaxcell SSA; tau-leaping in brackets)")
-    head = f"{'case':<12} {'tool':<16} {'traj/s':>10} {'wall':>10} {'compile':>9} " \
+    head = f"{'case':<12} {'n':>6} {'tool':<16} {'traj/s':>10} {'wall':>10} {'compile':>9} " \
            f"{'final mean (SD)':>18} {'speedup':>16}"
     print(head)
     print("-" * len(head))
@@ -245,7 +249,7 @@ def print_summary(res: C.Results, ns: dict[str, int]) -> None:
             if t not in JAX_TOOLS and ssa:
                 sp = f"{ssa / tps:.3g}" + (f" [{tau / tps:.3g}]" if tau else "")
             ms = f"{m:.1f} ({sd:.1f})" if m is not None and sd is not None else ""
-            print(f"{c:<12} {t:<16} {tps:>10.4g} {C.fmt(wall, 's'):>10} "
+            print(f"{c:<12} {ns[c]:>6} {t:<16} {tps:>10.4g} {C.fmt(wall, 's'):>10} "
                   f"{C.fmt(comp, 's') if comp is not None else '':>9} {ms:>18} {sp:>16}")
     print("\n10x target (jaxcell's faster method vs GillesPy2's fastest solver, traj/s):")
     for c in cases:
