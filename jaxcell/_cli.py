@@ -244,6 +244,11 @@ def _simulate(args: argparse.Namespace) -> int:
     if not (args.rtol > 0 and args.atol > 0):
         return _fail(f"--rtol and --atol must be positive, got {args.rtol:g}, {args.atol:g}")
 
+    if args.stochastic:
+        from ._cli_stochastic import simulate_stochastic_cli
+
+        return simulate_stochastic_cli(args, _fail)
+
     from ._errors import JaxcellError
     from .sbml import load_sbml, simulate_sbml
 
@@ -362,6 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--atol", type=float, default=1e-10, help="absolute tolerance (1e-10)")
     sim.add_argument("--max-steps", type=int, default=100_000,
                      help="maximum number of solver steps (100000)")
+    sim.add_argument("--stochastic", choices=("ssa", "tau", "cle"),
+                     help="sample paths instead (SBML's stochastic reading: amounts): "
+                          "exact SSA, tau-leaping or the chemical Langevin equation; the "
+                          "CSV then has <id>-mean and <id>-sd columns")
+    sim.add_argument("--trajectories", type=int, default=1000,
+                     help="number of sample paths with --stochastic (1000)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    sim.add_argument("--dt", type=float, default=0.01, help="CLE step (0.01)")
+    sim.add_argument("--paths", type=int, default=5,
+                     help="sample paths to plot or write with --paths-out (5)")
+    sim.add_argument("--paths-out", metavar="CSV",
+                     help="with --stochastic: write the first --paths paths here")
     sim.set_defaults(func=_simulate)
 
     fitp = sub.add_parser(

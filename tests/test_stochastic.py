@@ -326,3 +326,37 @@ def test_ssa_gradient_immigration_death(estimator):
     assert np.all(np.abs(np.asarray(g.gradient) - exact) < 4 * np.asarray(g.gradient_se)
                   + (0.02 * np.abs(exact) if estimator == "crn" else 0)), (g, exact)
     assert abs(g.value - 10 * (1 - np.exp(-T))) < 4 * g.value_se
+
+
+# -- command line ----------------------------------------------------------------------
+def test_cli_stochastic_writes_means_sds_and_paths(tmp_path, capsys):
+    """``jaxcell simulate model.xml --stochastic ssa``: DSMTS-002-09 (an event resets X
+    to 50 at t = 25): the means and SDs match the suite's expected values within the
+    DSMTS ranges, and sample paths are whole numbers."""
+    import csv
+    from pathlib import Path
+
+    from jaxcell._cli import main
+
+    case = Path(__file__).parent / "data" / "dsmts" / "cases" / "00028"
+    out, paths_out = tmp_path / "m.csv", tmp_path / "p.csv"
+    rc = main(["simulate", str(case / "00028-sbml-l2v4.xml"), "--t1", "50", "--points",
+               "51", "--stochastic", "ssa", "--trajectories", "4000", "--out", str(out),
+               "--paths-out", str(paths_out), "--paths", "3", "--seed", "4"])
+    assert rc == 0
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    with (case / "00028-results.csv").open() as f:
+        ref = list(csv.DictReader(f))
+    n = 4000
+    for r, e in zip(rows, ref):
+        mu, sd = float(e["X-mean"]), float(e["X-sd"])
+        if sd == 0:
+            assert float(r["X-mean"]) == mu and float(r["X-sd"]) == 0
+            continue
+        assert abs(np.sqrt(n) * (float(r["X-mean"]) - mu) / sd) < 4
+    p = np.loadtxt(paths_out, delimiter=",", skiprows=1)
+    assert p.shape == (3 * 51, 3) and np.all(p[:, 2] == np.round(p[:, 2]))
+    assert main(["simulate", str(case / "00028-sbml-l2v4.xml"), "--t1", "5",
+                 "--stochastic", "cle", "--dt", "0"]) != 0
+    assert "--dt must be positive" in capsys.readouterr().err
