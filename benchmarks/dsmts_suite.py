@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--trajectories", type=int, default=10_000, metavar="N")
     ap.add_argument("--method", choices=("ssa", "tau", "cle"), default="ssa")
     ap.add_argument("--dt", type=float, default=0.01, help="CLE step (default 0.01)")
+    ap.add_argument("--epsilon", type=float, default=0.03,
+                    help="tau-leaping's error control (default 0.03, the paper's)")
     ap.add_argument("--only", metavar="IDS", help="comma-separated case ids")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true",
@@ -39,10 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def method_of(name: str, dt: float):
+def method_of(name: str, dt: float, epsilon: float = 0.03):
     import jaxcell as jc
 
-    return {"ssa": lambda: jc.SSA(), "tau": lambda: jc.TauLeaping(),
+    return {"ssa": lambda: jc.SSA(), "tau": lambda: jc.TauLeaping(epsilon=epsilon),
             "cle": lambda: jc.CLE(dt=dt)}[name]()
 
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {c.strip() for c in args.only.split(",")}
         cases = [c for c in cases if c.name in wanted]
     n = 1000 if args.quick else args.trajectories
-    method = method_of(args.method, args.dt)
+    method = method_of(args.method, args.dt, args.epsilon)
     results = {}
     t0 = time.perf_counter()
     print(f"{'case':>6} {'status':>11} {'Z out':>6} {'Y out':>6} {'points':>6} "
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         import jax
 
         out = {"method": args.method, "trajectories": n, "seed": args.seed,
+               "dt": args.dt if args.method == "cle" else None,
+               "epsilon": args.epsilon if args.method == "tau" else None,
                "rule": {"p_point": lib.P_POINT, "alpha": lib.ALPHA},
                "versions": {"jax": jax.__version__},
                "cases": {k: v.as_json() for k, v in results.items()}}
