@@ -290,7 +290,7 @@ def simulate(
             :class:`TauLeaping` or :class:`CLE` (the chemical Langevin equation). One
             call is one sample path for ``key``; ``jax.vmap`` over keys (or
             :func:`ensemble` with ``trajectories=``) gives many. Species are molecule
-            counts. See :doc:`stochastic simulation </concepts/stochastic>`.
+            counts. See the concept page on stochastic simulation.
 
     **Models with events** (:class:`Event` processes, SBML models with events,
     ``piecewise`` or ``delay``: see :class:`AbstractEventProcess`) run through the event
