@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _checkpoint_store as store
 from ._composite import Composite, as_composite
+from ._engine import as_key
 from ._errors import SimulationError
 from ._process import AbstractProcess, is_concrete
 from ._results import RESULTS
@@ -144,7 +145,7 @@ def simulate_checkpointed(
     y_init = _initial(composite, y0)
     identity = store.run_identity(composite, t0, t1, every, user_ts, y_init,
                                   simulate_kwargs)
-    base_key = _as_key(key)
+    base_key = as_key(key, none_is_zero=False)
 
     import orbax.checkpoint as ocp  # heavy; imported only when checkpointing
 
@@ -290,22 +291,6 @@ def _initial(composite: Composite, y0) -> dict:
         raise SimulationError(f"y0 must be a state dict; got {type(y0).__name__}.")
     state = _initial_state(composite, y0)
     return jax.tree_util.tree_map(np.asarray, state)
-
-
-def _as_key(key):
-    if key is None:
-        return None
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise SimulationError(f"key must be a single key; got shape {key.shape}.")
-        return key
-    arr = jnp.asarray(key)
-    if arr.dtype != jnp.uint32 or arr.shape != (2,):
-        raise SimulationError(
-            f"key must be a jax.random.key (or a legacy uint32[2] PRNGKey); got dtype "
-            f"{arr.dtype} and shape {arr.shape}."
-        )
-    return jax.random.wrap_key_data(arr)
 
 
 # -- one chunk ---------------------------------------------------------------------------

@@ -98,3 +98,22 @@ def component(model: Composite, key: str):
             f"'scale/entity/variable/label'."
         )
     return hits[0]
+
+
+def as_key(key, *, none_is_zero: bool = True):
+    """A typed JAX key from ``key`` (a :func:`jax.random.key` or a legacy ``uint32[2]``
+    PRNGKey); ``None`` gives ``jax.random.key(0)`` (reproducible runs by default), or
+    ``None`` with ``none_is_zero=False``."""
+    if key is None:
+        return jax.random.key(0) if none_is_zero else None
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise SimulationError(f"key must be a single key; got shape {key.shape}.")
+        return key
+    arr = jnp.asarray(key)
+    if arr.dtype != jnp.uint32 or arr.shape != (2,):
+        raise SimulationError(
+            f"key must be a jax.random.key (or a legacy uint32[2] PRNGKey); got dtype "
+            f"{arr.dtype} and shape {arr.shape}."
+        )
+    return jax.random.wrap_key_data(arr)

@@ -16,7 +16,7 @@ from jaxtyping import ArrayLike
 
 from ._composite import as_composite
 from ._custom_types import RealScalarLike, State
-from ._engine import TERM, cast_floats, initial_state
+from ._engine import TERM, as_key, cast_floats, initial_state
 from ._errors import SimulationError
 from ._failure import raise_on_failure
 from ._hybrid import make_schedule, solve_hybrid
@@ -469,23 +469,9 @@ def _simulate_hybrid(composite, y0, t0, t1, saveat, solver, controller, adjoint,
             "discrete updates fixes the shape of the computation); they cannot be traced."
         )
     schedule = make_schedule(composite, float(t0), float(t1), saveat)
-    key = _as_key(key)
+    key = as_key(key)
     return solve_hybrid(composite, y0, t0, schedule, solver, controller, adjoint,
                         max_steps, args, key, dtype, dt0, progress_meter)
-
-
-def _as_key(key):
-    if key is None:
-        return jax.random.key(0)
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    key = jnp.asarray(key)
-    if key.dtype != jnp.uint32 or key.shape != (2,):
-        raise SimulationError(
-            f"key must be a jax.random.key (or a legacy uint32[2] PRNGKey); got "
-            f"dtype {key.dtype} and shape {key.shape}."
-        )
-    return jax.random.wrap_key_data(key)
 
 
 def _simulate_stochastic(composite, t0, t1, saveat, method, key, y0, args, dtype, throw,
@@ -493,7 +479,7 @@ def _simulate_stochastic(composite, t0, t1, saveat, method, key, y0, args, dtype
                          event) -> Trajectory:
     from ._stochastic_run import simulate_stochastic
 
-    return simulate_stochastic(composite, t0, t1, saveat, method, _as_key(key), y0, args,
+    return simulate_stochastic(composite, t0, t1, saveat, method, as_key(key), y0, args,
                                dtype, throw, solver, controller, adjoint, max_steps, dt0,
                                progress_meter, event)
 

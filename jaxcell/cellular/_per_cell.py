@@ -153,7 +153,9 @@ class PerCell(AbstractContinuousProcess, AbstractJumpProcess):
         new_params = jax.vmap(one)(self.cell_params, vals)
         return eqx.tree_at(lambda s: s.cell_params, self, new_params)
 
-    def rates(self, t, state: StateView, args) -> dict[Path, Array]:
+    def _each_cell(self, state: StateView, fn):
+        """``fn(process, view)`` in every cell (``vmap``), with the cell's parameters and
+        its slice of the mapped paths (shared paths whole)."""
         cells = {p: state[p] for p in self.mapped}
         whole = {p: state[p] for p in self.shared}
         labels = dict(self.labels)
@@ -161,10 +163,12 @@ class PerCell(AbstractContinuousProcess, AbstractJumpProcess):
         name = self.name
 
         def one(cp, cell):
-            view = StateView({**cell, **whole}, allowed, name, labels)
-            return self._process(cp).rates(t, view, args)
+            return fn(self._process(cp), StateView({**cell, **whole}, allowed, name, labels))
 
-        out = jax.vmap(one)(self.cell_params, cells)
+        return jax.vmap(one)(self.cell_params, cells)
+
+    def rates(self, t, state: StateView, args) -> dict[Path, Array]:
+        out = self._each_cell(state, lambda proc, view: proc.rates(t, view, args))
         if self.alive is not None:
             alive = state[self.alive]
             out = {p: v * alive.reshape(alive.shape + (1,) * (v.ndim - 1))
@@ -190,17 +194,7 @@ class PerCell(AbstractContinuousProcess, AbstractJumpProcess):
         return JumpTable(inner.path, index.astype(np.int32), delta, names, orders)
 
     def propensities(self, t, state: StateView, args) -> Array:
-        cells = {p: state[p] for p in self.mapped}
-        whole = {p: state[p] for p in self.shared}
-        labels = dict(self.labels)
-        allowed = (*self.mapped, *self.shared)
-        name = self.name
-
-        def one(cp, cell):
-            view = StateView({**cell, **whole}, allowed, name, labels)
-            return self._process(cp).propensities(t, view, args)  # pyright: ignore
-
-        a = jax.vmap(one)(self.cell_params, cells)
+        a = self._each_cell(state, lambda proc, view: proc.propensities(t, view, args))
         if self.alive is not None:
             a = a * state[self.alive][:, None]
         return a.reshape(-1)

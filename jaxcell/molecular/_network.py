@@ -260,8 +260,10 @@ class ReactionNetwork(AbstractContinuousProcess, AbstractJumpProcess):
         return conservation_laws(self.stoichiometry, self.species, np.asarray(self.x0))
 
     # -- evaluation ----------------------------------------------------------------------
-    def _columns(self, x: Array, inputs: Array) -> Array:
-        """Rates of all columns: each rate-law kind evaluates its own block."""
+    def _columns(self, x: Array, inputs: Array, *, stochastic: bool = False) -> Array:
+        """Rates of all columns: each rate-law kind evaluates its own block. With
+        ``stochastic``, mass-action columns use falling factorials of the reactant
+        counts (propensities)."""
         st = self.structure
         dt = x.dtype
         # one traced check of all parameters (NaN, Inf, sign rules) per evaluation
@@ -275,6 +277,12 @@ class ReactionNetwork(AbstractContinuousProcess, AbstractJumpProcess):
         where = f"ReactionNetwork {self.name!r}"
         parts = []
         for block, laws in zip(st.blocks, self.laws):
+            if stochastic and block.kind is MassAction:
+                orders = np.asarray(block.arrays["orders"])
+                dup = _repeats(orders, xe.shape[0] - 1)
+                factors = jnp.maximum(xe[orders] - jnp.asarray(dup, dt), 0.0)
+                parts.append(p[block.arrays["k"]] * jnp.prod(factors, axis=1))
+                continue
             ctx = EvalContext(where, ext, pidx, block.reaction_names)
             parts.append(block.kind.evaluate(block.arrays, laws, xe, p, ctx))
         return jnp.concatenate(parts)
@@ -327,29 +335,9 @@ class ReactionNetwork(AbstractContinuousProcess, AbstractJumpProcess):
                            inputs: Array | None = None) -> Array:
         """Propensity of every column at counts ``x`` (mass action with falling
         factorials; other laws at their deterministic rate)."""
-        st = self.structure
         if inputs is None:
-            inputs = jnp.zeros((st.n_inputs,), x.dtype)
-        dt = x.dtype
-        p = self._rules().checked_vector(self.p, self.p).astype(dt)
-        xe = jnp.concatenate([x, inputs.astype(dt), jnp.ones((1,), dt)])
-        if not st.blocks:
-            return jnp.zeros((0,), dt)
-        ext = {s: i for i, s in enumerate(self.species)}
-        ext.update({a: len(self.species) + j for j, (a, _) in enumerate(self.inputs)})
-        pidx = {n: i for i, n in enumerate(self.parameter_names)}
-        where = f"ReactionNetwork {self.name!r}"
-        parts = []
-        for block, laws in zip(st.blocks, self.laws):
-            if block.kind is MassAction:
-                orders = np.asarray(block.arrays["orders"])
-                dup = _repeats(orders, xe.shape[0] - 1)
-                factors = jnp.maximum(xe[orders] - jnp.asarray(dup, dt), 0.0)
-                parts.append(p[block.arrays["k"]] * jnp.prod(factors, axis=1))
-            else:
-                ctx = EvalContext(where, ext, pidx, block.reaction_names)
-                parts.append(block.kind.evaluate(block.arrays, laws, xe, p, ctx))
-        return jnp.concatenate(parts)
+            inputs = jnp.zeros((self.structure.n_inputs,), x.dtype)
+        return self._columns(x, inputs, stochastic=True)
 
     def propensities(self, t, state: StateView, args: Any) -> Array:
         return self.propensity_columns(state[self.path], self._inputs(state))
