@@ -19,6 +19,7 @@ from ._devices import use_cpu_cores as _use_cpu_cores
 _use_cpu_cores()
 
 from . import analysis as analysis
+from . import discovery as discovery
 from . import cellular as cellular
 from . import inference as inference
 from . import io as io

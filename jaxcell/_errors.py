@@ -40,3 +40,10 @@ class CheckpointError(SimulationError):
     checkpoints of a different run, none of its checkpoints is readable, or a new
     checkpoint could not be verified. Raised by
     :func:`jaxcell.simulate_checkpointed`."""
+
+
+class DiscoveryError(JaxcellError, ValueError):
+    """Equation discovery was given something it cannot use: data of the wrong shape or
+    with non-finite values, times that are not increasing (or not uniform where a method
+    needs a uniform grid), a library with repeated terms, a threshold or window that
+    cannot work. Raised by :mod:`jaxcell.discovery` before any regression runs."""
