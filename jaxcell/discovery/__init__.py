@@ -14,7 +14,8 @@ JAX, and from a trained neural term back to equations.
   ordinary process whose coefficients are named parameters
   (:func:`coefficient_parameters` for :func:`jaxcell.inference.fit` and NUTS); it prints
   as equations and writes SBML (:func:`to_sbml`). :func:`distill` turns the neural
-  term of a trained hybrid model into equations.
+  term of a trained hybrid model into equations, and :func:`refit_select` chooses
+  their structure by refitting each candidate to the original data.
 """
 
 from .._errors import DiscoveryError as DiscoveryError
@@ -25,8 +26,11 @@ from ._derivatives import TotalVariation as TotalVariation
 from ._derivatives import WeakForm as WeakForm
 from ._discover import Discovery as Discovery
 from ._discover import discover as discover
+from ._distill import Candidate as Candidate
 from ._distill import Distillation as Distillation
+from ._distill import RefitSelection as RefitSelection
 from ._distill import distill as distill
+from ._distill import refit_select as refit_select
 from ._implicit import SINDyPI as SINDyPI
 from ._library import AbstractLibrary as AbstractLibrary
 from ._library import ConcatLibrary as ConcatLibrary
