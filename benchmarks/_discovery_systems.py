@@ -29,12 +29,16 @@ Systems:
       S7' = psi kappa (S4 - S7) - k S7
 
   J0 2.5, k1 100, k2 6, k3 16, k4 100, k5 1.28, k6 12, k 1.8, kappa 13, q 4, K1 0.52,
-  psi 0.1, N 1, A 4; x0 (1.0, 1.2, 0.1, 0.2, 0.15, 1.5, 0.08) (inside the ranges
-  Daniels & Nemenman sample initial states from). The rate v6 = k6 S2 S5 appears in
-  both S2' and S5' (Ruoff et al.; one transcription of eq. 19 writes S6 in S2').
-  Library: polynomials of degree 2 in S1..S7 (36 terms) and {S1, S6, S1*S6} times the
-  repression factor K1^q / (K1^q + S6^q) = 1 / (1 + (S6/K1)^q) (3 terms): 39 terms, 23
-  true terms (v1 is k1 * S1*S6*hill).
+  psi 0.1, N 1, A 4. 10 trajectories on t in [0, 2] (about 1.7 periods, transients
+  included), their initial states drawn (numpy seed 123) uniformly from the ranges
+  Daniels & Nemenman and SINDy-PI sample from (S1 0.15-1.60, S2 0.19-2.16,
+  S3 0.04-0.20, S4 0.10-0.35, S5 0.08-0.30, S6 0.14-2.67, S7 0.05-0.10): one trajectory
+  on the limit cycle lies close to a curve, on which the degree-2 library is nearly
+  rank-deficient (even noise-free finite differences then give a dense fit). The rate
+  v6 = k6 S2 S5 appears in both S2' and S5' (Ruoff et al.; one transcription of D&N's
+  equations writes S6 in S2'). Library: polynomials of degree 2 in S1..S7 (36 terms)
+  and {S1, S6, S1*S6} times the repression factor K1^q / (K1^q + S6^q) =
+  1 / (1 + (S6/K1)^q) (3 terms): 39 terms, 23 true terms (v1 is k1 * S1*S6*hill).
 """
 
 from __future__ import annotations
@@ -129,20 +133,29 @@ class System:
     about: str
     variables: tuple[str, ...]
     rhs: Callable
-    x0: tuple[float, ...]
-    t0: float          # first sample (transient before it is dropped)
+    x0: tuple[tuple[float, ...], ...]  # one initial state per trajectory
     t1: float
     dt: float
-    dt_quick: float    # coarser grid for --quick (same span)
     library: dc.AbstractLibrary
     true_terms: dict[str, tuple[str, ...]]  # variable -> term names (jaxcell names)
     threshold: float
-    sg_window: int     # Savitzky-Golay window (samples, full grid; scaled for quick)
+    sg_window: int     # Savitzky-Golay window (samples)
     sg_order: int
-    weak_windows: int
-    weak_width: float  # test-function support in time units (samples = width/dt + 1)
+    weak_windows: int  # test functions per trajectory
+    weak_width: int    # test-function support (samples)
     weak_power: int
-    normalize: bool = False
+    quick_stride: int = 1  # --quick keeps every quick_stride-th sample
+
+    def thinned(self, stride: int) -> System:
+        """The same system sampled every ``stride`` samples: the Savitzky-Golay window
+        and the weak-form width keep their time span."""
+        if stride == 1:
+            return self
+        sg = (self.sg_window - 1) // stride + 1
+        sg += 1 - sg % 2
+        return dataclasses.replace(self, dt=self.dt * stride, sg_window=max(sg, 5),
+                                   weak_width=(self.weak_width - 1) // stride + 1,
+                                   quick_stride=1)
 
     def terms(self) -> tuple[str, ...]:
         return self.library.names(self.variables)
@@ -157,48 +170,37 @@ class System:
                 sup[i, names.index(t)] = True
         return sup
 
-    def grid(self, quick: bool) -> np.ndarray:
-        dt = self.dt_quick if quick else self.dt
-        n = int(round((self.t1 - self.t0) / dt)) + 1
-        return self.t0 + dt * np.arange(n)
-
-    def trajectory(self, quick: bool) -> tuple[np.ndarray, np.ndarray]:
-        ts = self.grid(quick)
-        sol = solve_ivp(self.rhs, (0.0, self.t1), self.x0, method="DOP853",
-                        t_eval=ts, rtol=1e-11, atol=1e-12)
-        if not sol.success:
-            raise RuntimeError(f"{self.name}: {sol.message}")
-        return ts, sol.y.T.copy()
-
-    def sg(self, quick: bool) -> tuple[int, int]:
-        """Savitzky-Golay window on the grid in use: the same time span."""
-        if not quick or self.dt_quick == self.dt:
-            return self.sg_window, self.sg_order
-        w = int(round((self.sg_window - 1) * self.dt / self.dt_quick)) + 1
-        w += (w + 1) % 2
-        return max(w, self.sg_order + 2 + (self.sg_order % 2)), self.sg_order
-
-    def weak_samples(self, quick: bool) -> int:
-        dt = self.dt_quick if quick else self.dt
-        return int(round(self.weak_width / dt)) + 1
+    def trajectories(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ts (n,), xs (trajectories, n, d))``, sampled every ``dt`` on [0, t1]."""
+        n = int(round(self.t1 / self.dt)) + 1
+        ts = self.dt * np.arange(n)
+        out = []
+        for x0 in self.x0:
+            sol = solve_ivp(self.rhs, (0.0, ts[-1]), x0, method="DOP853", t_eval=ts,
+                            rtol=1e-11, atol=1e-12)
+            if not sol.success:
+                raise RuntimeError(f"{self.name}: {sol.message}")
+            out.append(sol.y.T)
+        return ts, np.stack(out)
 
 
 def noisy(xs: np.ndarray, percent: float, seed: int) -> np.ndarray:
-    """States plus Gaussian noise, sd = percent % of each state's SD over the series."""
+    """States ``(trajectories, n, d)`` plus Gaussian noise with sd = ``percent`` % of
+    each state's SD over its trajectory; ``seed`` fixes the noise."""
     rng = np.random.default_rng(seed)
-    sd = xs.std(axis=0) * percent / 100.0
-    return xs + rng.standard_normal(xs.shape) * sd[None, :]
+    sd = xs.std(axis=1, keepdims=True) * percent / 100.0
+    return xs + rng.standard_normal(xs.shape) * sd
 
 
 def _lorenz() -> System:
     return System(
         name="lorenz", about="Lorenz (sigma 10, rho 28, beta 8/3), polynomial degree 2",
-        variables=("x", "y", "z"), rhs=lorenz_rhs, x0=(-8.0, 7.0, 27.0),
-        t0=0.0, t1=10.0, dt=0.005, dt_quick=0.005,
+        variables=("x", "y", "z"), rhs=lorenz_rhs, x0=((-8.0, 7.0, 27.0),),
+        t1=10.0, dt=0.005,
         library=dc.PolynomialLibrary(2),
         true_terms={"x": ("x", "y"), "y": ("x", "y", "x*z"), "z": ("x*y", "z")},
         threshold=0.5, sg_window=9, sg_order=3,
-        weak_windows=200, weak_width=0.2, weak_power=4)
+        weak_windows=200, weak_width=41, weak_power=4)
 
 
 def _lv() -> System:
@@ -206,18 +208,24 @@ def _lv() -> System:
         name="lotka_volterra",
         about="Lotka-Volterra (1.3, 0.9, 0.8, 1.8; REFERENCE-MODELS M5/E2), polynomial "
               "degree 2",
-        variables=("x", "y"), rhs=lv_rhs, x0=(0.44249296, 4.6280594),
-        t0=0.0, t1=20.0, dt=0.01, dt_quick=0.01,
+        variables=("x", "y"), rhs=lv_rhs, x0=((0.44249296, 4.6280594),),
+        t1=20.0, dt=0.01,
         library=dc.PolynomialLibrary(2),
         true_terms={"x": ("x", "x*y"), "y": ("y", "x*y")},
         threshold=0.2, sg_window=21, sg_order=3,
-        weak_windows=200, weak_width=1.0, weak_power=4)
+        weak_windows=200, weak_width=41, weak_power=4)
+
+
+# Daniels & Nemenman's ranges of initial states (SINDy-PI samples from the same)
+GLY_X0_LOW = (0.15, 0.19, 0.04, 0.10, 0.08, 0.14, 0.05)
+GLY_X0_HIGH = (1.60, 2.16, 0.20, 0.35, 0.30, 2.67, 0.10)
+GLY_TRAJECTORIES = 10
 
 
 def _glycolysis() -> System:
     lib = gly_jax_library()
     names = lib.names(GLY_VARS)
-    v1 = [n for n in names if "S1*S6" in n and "/" in n]
+    v1 = [n for n in names if n.startswith("S1*S6*")]
     assert len(v1) == 1, names
     v1 = v1[0]
     true = {
@@ -229,15 +237,20 @@ def _glycolysis() -> System:
         "S6": (v1, "S3", "S3*S6", "S6"),
         "S7": ("S4", "S7"),
     }
+    lo, hi = np.asarray(GLY_X0_LOW), np.asarray(GLY_X0_HIGH)
+    rng = np.random.default_rng(123)
+    x0 = tuple(tuple(float(v) for v in lo + (hi - lo) * rng.random(7))
+               for _ in range(GLY_TRAJECTORIES))
     return System(
         name="glycolysis",
         about="yeast glycolysis, 7 species (Ruoff 2003 / Daniels & Nemenman 2015), "
-              "polynomial degree 2 + {S1,S6,S1*S6} x Hill repression of S6",
-        variables=GLY_VARS, rhs=glycolysis_rhs, x0=(1.0, 1.2, 0.1, 0.2, 0.15, 1.5, 0.08),
-        t0=1.0, t1=6.0, dt=0.001, dt_quick=0.001,
+              "10 trajectories; polynomial degree 2 + {S1,S6,S1*S6} x Hill repression "
+              "of S6",
+        variables=GLY_VARS, rhs=glycolysis_rhs, x0=x0,
+        t1=2.0, dt=0.001,
         library=lib, true_terms=true,
-        threshold=0.5, sg_window=21, sg_order=3,
-        weak_windows=200, weak_width=0.1, weak_power=4)
+        threshold=1.0, sg_window=21, sg_order=3,
+        weak_windows=200, weak_width=101, weak_power=4, quick_stride=2)
 
 
 SYSTEMS: dict[str, Callable[[], System]] = {
@@ -247,6 +260,7 @@ SYSTEMS: dict[str, Callable[[], System]] = {
 def exact_coefficients(s: System, xs: np.ndarray) -> np.ndarray:
     """The true coefficients (targets, terms), by least squares of the exact
     derivatives on the true support (a check of the support and the library)."""
+    xs = xs.reshape(-1, xs.shape[-1])
     theta = np.asarray(s.library(xs, s.variables))
     dx = np.array([s.rhs(0.0, x) for x in xs])
     sup = s.true_support()

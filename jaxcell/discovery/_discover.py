@@ -163,7 +163,7 @@ def discover(
     else:
         raise DiscoveryError(f"discover: optimizer must be STLSQ, SR3, Ensemble, "
                              f"ModelSelection or SINDyPI; got {optimizer!r}.")
-    ss = jnp.sum((target - jnp.mean(target, axis=0)) ** 2, axis=0)
+    ss = jnp.sum((target - jnp.mean(target, axis=0, keepdims=True)) ** 2, axis=0)
     r2 = 1.0 - jnp.sum((target - pred) ** 2, axis=0) / jnp.where(ss > 0, ss, 1.0)
     start = x0 if x0 is not None else {
         v: float(checked[0][1][0, i]) for i, v in enumerate(variables)}

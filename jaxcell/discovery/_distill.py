@@ -134,7 +134,7 @@ def distill(
     theta = library(x, variables)
     optimizer = STLSQ(0.1) if optimizer is None else optimizer
     coef = optimizer(theta, y)
-    ss = jnp.sum((y - jnp.mean(y, axis=0)) ** 2, axis=0)
+    ss = jnp.sum((y - jnp.mean(y, axis=0, keepdims=True)) ** 2, axis=0)
     r2 = 1.0 - jnp.sum((y - theta @ coef.T) ** 2, axis=0) / jnp.where(ss > 0, ss, 1.0)
     sparse = SparseModel(
         name or process, library, np.asarray(coef), variables=variables,

@@ -26,15 +26,22 @@ class SINDyPI(eqx.Module):
 
     Called as ``SINDyPI(...)(theta, xdot)`` it returns ``(numerator, denominator)``,
     each ``(targets, terms)``; :func:`discover` does this for you and returns a
-    rational :class:`SparseModel`. All candidate left-hand sides of a target are solved
-    at once (``jax.vmap``) from one QR decomposition.
+    rational :class:`SparseModel`. Every candidate left-hand side of every target is
+    solved at every threshold at once (``jax.vmap``) from one QR decomposition per
+    target. The implicit library holds many exact relations at once (``s (K + s) xdot
+    = -V s^2`` as well as ``(K + s) xdot = -V s``), so one threshold does not suit
+    every candidate; the scan over thresholds finds each candidate's sparse form.
 
     Arguments:
-        threshold: STLSQ threshold on the coefficients of unit-norm columns.
+        thresholds: STLSQ thresholds (on the coefficients of unit-norm columns)
+            scanned for every candidate.
         alpha: ridge weight during thresholding.
         max_iter: thresholding rounds.
-        tolerance: candidates whose relative derivative error is within
-            ``(1 + tolerance)`` of the best compete on sparsity.
+        tolerance: fits whose relative derivative error is within
+            ``(1 + tolerance)`` of the best (plus ``1e-8``) compete on sparsity;
+            among equally sparse ones the left side earliest in the library wins (the
+            lowest degree, so that no common factor such as ``s`` in
+            ``s^2/(K s + s^2)`` is kept).
 
     References:
         Kaheman, K., Kutz, J. N. & Brunton, S. L. (2020). SINDy-PI: a robust algorithm
@@ -42,16 +49,25 @@ class SINDyPI(eqx.Module):
         A 476, 20200279.
     """
 
-    threshold: float = 0.05
+    thresholds: tuple[float, ...] = eqx.field(
+        static=True, default=tuple(float(v) for v in np.logspace(-4, 0, 17)))
     alpha: float = eqx.field(static=True, default=0.0)
     max_iter: int = eqx.field(static=True, default=20)
     tolerance: float = eqx.field(static=True, default=0.5)
 
+    def __check_init__(self):
+        th = np.asarray(self.thresholds, dtype=float)
+        if th.ndim != 1 or th.size < 1 or np.any(th < 0):
+            raise DiscoveryError("SINDyPI: thresholds must be a non-empty 1-d grid of "
+                                 "values >= 0.")
+
     def candidates(self, theta: ArrayLike, xdot: ArrayLike) -> tuple[Array, Array, Array]:
-        """Every candidate: ``(numerators, denominators, errors)`` with shapes
-        ``(k, m, m)``, ``(k, m, m)`` and ``(k, m)`` (target, candidate, term)."""
+        """Every fit: ``(numerators, denominators, errors)`` with shapes
+        ``(k, m, p, m)``, ``(k, m, p, m)`` and ``(k, m, p)`` (target, candidate left
+        side, threshold, term)."""
         theta, xdot = _check_system(theta, xdot, "SINDyPI")
         m = theta.shape[1]
+        ths = jnp.asarray(np.asarray(self.thresholds, dtype=float))
 
         def per_target(xd):
             a = jnp.concatenate([theta, xd[:, None] * theta], axis=1)
@@ -59,12 +75,11 @@ class SINDyPI(eqx.Module):
             s = jnp.where(norms > 0, norms, 1.0)
             _, r = jnp.linalg.qr(a / s[None, :], mode="reduced")
 
-            def per_candidate(j):
+            def per_candidate(j, thr):
                 col = m + j
                 allowed = jnp.arange(2 * m) != col
                 qy = r[:, col]
-                _, mask, _ = stlsq_core(r, qy, self.threshold, self.alpha, self.max_iter,
-                                        allowed)
+                _, mask, _ = stlsq_core(r, qy, thr, self.alpha, self.max_iter, allowed)
                 coef = masked_lstsq(r, qy, mask) * s[col] / s  # original columns
                 num = coef[:m]
                 den = jnp.zeros(m).at[j].set(1.0) - coef[m:]
@@ -73,28 +88,32 @@ class SINDyPI(eqx.Module):
                 err = jnp.where(jnp.isfinite(err), err, jnp.inf)
                 return num, den, err
 
-            return jax.vmap(per_candidate)(jnp.arange(m))
+            over_thr = jax.vmap(per_candidate, in_axes=(None, 0))
+            return jax.vmap(over_thr, in_axes=(0, None))(jnp.arange(m), ths)
 
         return jax.vmap(per_target, in_axes=1)(xdot)
 
     def __call__(self, theta: ArrayLike, xdot: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         nums, dens, errs = (np.asarray(v) for v in self.candidates(theta, xdot))
-        k = nums.shape[0]
-        num_out = np.zeros(nums.shape[::2])
-        den_out = np.zeros(dens.shape[::2])
+        k, m, p, _ = nums.shape
+        num_out = np.zeros((k, m))
+        den_out = np.zeros((k, m))
         for i in range(k):
-            err = errs[i]
+            err = errs[i].reshape(-1)
             if not np.any(np.isfinite(err)):
                 raise DiscoveryError(
                     f"SINDyPI: no candidate gives a finite derivative for target {i}; "
-                    f"include a constant term in the library, or lower the threshold."
+                    f"include a constant term in the library, or lower the thresholds."
                 )
-            best = np.nanmin(err)
-            ok = np.flatnonzero(err <= best * (1 + self.tolerance) + 1e-12)
-            size = np.count_nonzero(nums[i, ok], axis=1) + np.count_nonzero(dens[i, ok],
-                                                                              axis=1)
-            j = ok[np.lexsort((err[ok], size))[0]]
-            num, den = nums[i, j], dens[i, j]
+            best = np.min(err)
+            ok = np.flatnonzero(err <= best * (1 + self.tolerance) + 1e-8)
+            flat_num = nums[i].reshape(m * p, m)
+            flat_den = dens[i].reshape(m * p, m)
+            size = (np.count_nonzero(flat_num[ok], axis=1)
+                    + np.count_nonzero(flat_den[ok], axis=1))
+            cand = ok // p  # the left side's library index
+            pick = ok[np.lexsort((err[ok], cand, size))[0]]
+            num, den = flat_num[pick], flat_den[pick]
             norm = den[np.argmax(np.abs(den))]
             num_out[i], den_out[i] = num / norm, den / norm
         return num_out, den_out
