@@ -45,6 +45,7 @@ PUBLIC_MODULES = (
     "jaxcell.cellular",
     "jaxcell.tissue",
     "jaxcell.inference",
+    "jaxcell.discovery",
 )
 # Narrative pages whose ``python`` blocks are executed. Pages that compile several
 # solves (about 10 s or more) are slow tests.
@@ -69,6 +70,7 @@ EXECUTED_PAGES = (
     pytest.param("concepts/ensembles.md", marks=pytest.mark.slow),
     pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
     pytest.param("concepts/sensitivity.md", marks=pytest.mark.slow),
+    pytest.param("concepts/discovery.md", marks=pytest.mark.slow),
 )
 
 

@@ -171,8 +171,9 @@ class SR3(AbstractOptimizer):
     \\tfrac1{2\\nu}\\|\\xi-w\\|^2` subject to :math:`C\\,\\mathrm{vec}(\\xi) = d`,
     alternating a (constrained) least-squares step for :math:`\\xi` with the proximal
     step of :math:`R` for :math:`w`: hard thresholding at ``threshold`` (``"l0"``) or
-    soft thresholding by ``threshold`` (``"l1"``). Returns the sparse :math:`w`,
-    refitted by least squares on its terms when unconstrained and ``unbias``.
+    soft thresholding by ``threshold`` (``"l1"``). Returns the sparse :math:`w`; with
+    ``unbias``, refitted by least squares on its terms (subject to the constraints,
+    which then hold to rounding).
 
     Constraints act on the coefficients flattened target by target
     (``vec(xi) = xi.reshape(-1)`` for ``xi`` of shape ``(k, m)``): for example
@@ -190,12 +191,28 @@ class SR3(AbstractOptimizer):
     threshold: float = 0.1
     nu: float = eqx.field(static=True, default=1.0)
     regularizer: str = eqx.field(static=True, default="l0")
-    constraint_lhs: np.ndarray | None = eqx.field(static=True, default=None)
-    constraint_rhs: np.ndarray | None = eqx.field(static=True, default=None)
+    constraint_lhs: tuple | None = eqx.field(static=True, default=None)
+    constraint_rhs: tuple | None = eqx.field(static=True, default=None)
     max_iter: int = eqx.field(static=True, default=1000)
     tol: float = eqx.field(static=True, default=1e-10)
     normalize_columns: bool = eqx.field(static=True, default=False)
     unbias: bool = eqx.field(static=True, default=True)
+
+    def __init__(self, threshold: float = 0.1, *, nu: float = 1.0, regularizer: str = "l0",
+                 constraint_lhs: ArrayLike | None = None,
+                 constraint_rhs: ArrayLike | None = None, max_iter: int = 1000,
+                 tol: float = 1e-10, normalize_columns: bool = False, unbias: bool = True):
+        self.threshold = threshold
+        self.nu = float(nu)
+        self.regularizer = regularizer
+        self.constraint_lhs = None if constraint_lhs is None else tuple(
+            map(tuple, np.atleast_2d(np.asarray(constraint_lhs, dtype=float)).tolist()))
+        self.constraint_rhs = None if constraint_rhs is None else tuple(
+            np.atleast_1d(np.asarray(constraint_rhs, dtype=float)).tolist())
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        self.normalize_columns = bool(normalize_columns)
+        self.unbias = bool(unbias)
 
     def __check_init__(self):
         if self.regularizer not in ("l0", "l1"):
@@ -260,7 +277,16 @@ class SR3(AbstractOptimizer):
         init = (w0, prox(w0), jnp.asarray(jnp.inf), jnp.asarray(0))
         _, w, _, _ = jax.lax.while_loop(cond, body, init)
         coef = w.reshape(k, m)
-        if self.unbias and self.constraint_lhs is None:
+        if self.unbias and self.constraint_lhs is not None:
+            # constrained least squares on the kept terms: the constraints hold exactly
+            keep = (w != 0).astype(th.dtype)
+            g_m = keep[:, None] * jnp.kron(jnp.eye(k), gram) * keep[None, :] + jnp.diag(
+                1.0 - keep)
+            c_m = c * keep[None, :]
+            kkt_m = jnp.block([[g_m, c_m.T], [c_m, jnp.zeros((nc, nc))]])
+            sol = jnp.linalg.lstsq(kkt_m, jnp.concatenate([keep * rhs0, jnp.asarray(d)]))[0]
+            coef = (sol[: k * m] * keep).reshape(k, m)
+        elif self.unbias:
             r, qy, _ = _qr(th, y)
             coef = jax.vmap(lambda q, c: masked_lstsq(r, q, c != 0), in_axes=(1, 0))(qy, coef)
         return coef / scale[None, :]
