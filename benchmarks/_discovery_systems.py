@@ -144,18 +144,20 @@ class System:
     weak_windows: int  # test functions per trajectory
     weak_width: int    # test-function support (samples)
     weak_power: int
-    quick_stride: int = 1  # --quick keeps every quick_stride-th sample
+    quick_stride: int = 1  # --quick keeps every quick_stride-th sample ...
+    quick_trajectories: int | None = None  # ... of the first quick_trajectories
 
-    def thinned(self, stride: int) -> System:
-        """The same system sampled every ``stride`` samples: the Savitzky-Golay window
-        and the weak-form width keep their time span."""
-        if stride == 1:
-            return self
+    def quick(self) -> System:
+        """The smaller data set of ``--quick``: the first ``quick_trajectories``
+        trajectories, every ``quick_stride``-th sample; the Savitzky-Golay window and the
+        weak-form width keep their time span."""
+        stride = self.quick_stride
         sg = (self.sg_window - 1) // stride + 1
         sg += 1 - sg % 2
-        return dataclasses.replace(self, dt=self.dt * stride, sg_window=max(sg, 5),
-                                   weak_width=(self.weak_width - 1) // stride + 1,
-                                   quick_stride=1)
+        return dataclasses.replace(
+            self, x0=self.x0[: self.quick_trajectories], dt=self.dt * stride,
+            sg_window=max(sg, 5), weak_width=(self.weak_width - 1) // stride + 1,
+            quick_stride=1, quick_trajectories=None)
 
     def terms(self) -> tuple[str, ...]:
         return self.library.names(self.variables)
@@ -250,7 +252,8 @@ def _glycolysis() -> System:
         t1=2.0, dt=0.001,
         library=lib, true_terms=true,
         threshold=1.0, sg_window=21, sg_order=3,
-        weak_windows=200, weak_width=101, weak_power=4, quick_stride=2)
+        weak_windows=200, weak_width=101, weak_power=4, quick_stride=2,
+        quick_trajectories=5)
 
 
 SYSTEMS: dict[str, Callable[[], System]] = {

@@ -54,11 +54,12 @@ checked against ``discover`` on seed 0 and against the batched call on every see
 function, one data set at a time (included in the timings).
 
 ``--quick`` runs the same cases and seeds with fewer timing repeats (2 instead of 7
-warm ``discover`` calls, 1 instead of 3 batched calls) and samples glycolysis every 0.002
-instead of 0.001 (every second sample of the same trajectories; Savitzky-Golay window
-11 and weak-form width 51 samples, the same time spans), so its recovery rates may
-differ from a full run's. Run ``python benchmarks/discovery.py --quick --json
-bench-results/discovery.json``.
+warm ``discover`` calls, 1 instead of 3 batched calls) and a smaller glycolysis data set: the first
+5 of the 10 trajectories, sampled every 0.002 instead of 0.001 (every second sample;
+Savitzky-Golay window 11 and weak-form width 51 samples, the same time spans), so its
+glycolysis recovery rates and times are not those of a full run.
+
+Run ``python benchmarks/discovery.py --quick --json bench-results/discovery.json``.
 """
 
 from __future__ import annotations
@@ -225,8 +226,8 @@ def support_stats(coefs: list[np.ndarray], sup: np.ndarray) -> tuple[float, floa
 def bench_system(name: str, res: C.Results, cfg: dict, noise: tuple[int, ...],
                  methods: tuple[str, ...], tools: list[str]) -> None:
     s = DS.SYSTEMS[name]()
-    if cfg["quick"] and s.quick_stride > 1:
-        s = s.thinned(s.quick_stride)
+    if cfg["quick"]:
+        s = s.quick()
     ts, clean = s.trajectories()
     sup = s.true_support()
     coef_true = DS.exact_coefficients(s, clean)

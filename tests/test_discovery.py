@@ -225,3 +225,133 @@ def test_e2_ideal_missing_terms_give_u1u2():
     c = np.asarray(found.coefficients)
     assert c[0, names.index("u1*u2")] == pytest.approx(-LV[1], rel=1e-3)
     assert c[1, names.index("u1*u2")] == pytest.approx(LV[2], rel=1e-3)
+
+
+def hybrid_lv(key, data):
+    """E2's UDE: known prey growth and predator death, a network for the rest."""
+    import equinox as eqx
+
+    known = jc.ReactionNetwork("lv", species={"x": LV0[0], "y": LV0[1]}, reactions=[
+        jc.Reaction("prey_birth", "x", "2 x", jc.MassAction("alpha")),
+        jc.Reaction("predator_death", "y", "", jc.MassAction("delta"))],
+        parameters={"alpha": LV[0], "delta": LV[3]})
+    mlp = eqx.nn.MLP(2, 2, 5, 3, activation=jc.neural.rbf, key=key)
+    net = jc.neural.neural_coupling("interaction", mlp, reads=known.path,
+                                    shift=data.mean(0), scale=data.std(0))
+    return jc.Composite([known, net], name="ude")
+
+
+def supervised(model, states, targets, steps=3000):
+    """Train the network on the missing terms at the observed states (a stand-in for
+    training through the ODE, which the slow test does)."""
+    import equinox as eqx
+    import optax
+
+    params, static = eqx.partition(model, jc.neural.neural_weights(model))
+    net_of = lambda p: eqx.combine(p, static).leaves[1].fn  # noqa: E731
+    opt = optax.adam(1e-2)
+
+    @eqx.filter_jit
+    def step(p, s):
+        def loss(p):
+            out = jax.vmap(lambda u: net_of(p)(0.0, {"x": u}, {})["x"])(states)
+            return jnp.mean((out - targets) ** 2)
+
+        val, g = eqx.filter_value_and_grad(loss)(p)
+        upd, s = opt.update(g, s, p)
+        return eqx.apply_updates(p, upd), s, val
+
+    state = opt.init(params)
+    for _ in range(steps):
+        params, state, val = step(params, state)
+    return eqx.combine(params, static), float(val)
+
+
+def test_e2_network_to_equations_refit_and_extrapolation():
+    """E2, noise-free and at reduced cost: a network fitted to the missing terms along
+    the observed trajectory (t in [0, 3]) is replaced by the recovered terms; the AICc of
+    refits to the data picks {u1 u2} in both equations; the recovered model follows the
+    truth to t = 50 (relative L2 < 5 %), where the hybrid with the network does not."""
+    from jaxcell.inference import Experiment, Normal
+
+    ts, xs = lv_data(t_end=3.0, n=31)
+    missing = np.stack([-LV[1] * xs[:, 0] * xs[:, 1], LV[2] * xs[:, 0] * xs[:, 1]], 1)
+    model, mse = supervised(hybrid_lv(jax.random.PRNGKey(0), xs), xs, missing)
+    assert mse < 1e-3 * np.mean(missing**2)
+    kw = {"solver": diffrax.Tsit5(), "max_steps": 100_000}
+    fine = jc.simulate(model, 0.0, 3.0, saveat=np.linspace(0, 3, 301), **kw)
+    sel = dc.refit_select(model, "interaction", fine, dc.PolynomialLibrary(2),
+                          Experiment(ts, xs, "molecular/lv/species", noise=Normal(0.01)),
+                          thresholds=np.logspace(-1.5, 0.5, 9), max_terms=6, **kw)
+    sparse = [p for p in sel.model.leaves if p.name == "interaction"][0]
+    assert set(sparse.parameters()) == {"x:x*y", "y:x*y"}, sel.best.equations("interaction")
+    assert len(sel.candidates) >= 2  # a real choice was made
+    assert float(sparse.parameters()["x:x*y"]) == pytest.approx(-LV[1], rel=1e-3)
+    assert float(sparse.parameters()["y:x*y"]) == pytest.approx(LV[2], rel=1e-3)
+    _, truth50 = lv_data(t_end=50.0, n=501)
+    t50 = np.linspace(0.0, 50.0, 501)
+    rec = np.asarray(jc.simulate(sel.model, 0.0, 50.0, saveat=t50, **TIGHT)[
+        "molecular/lv/species"])
+    assert np.linalg.norm(rec - truth50) / np.linalg.norm(truth50) < 0.05
+    net = jc.simulate(model, 0.0, 50.0, saveat=t50, throw=False, **kw)
+    pred = np.asarray(net["molecular/lv/species"])
+    net_err = np.linalg.norm(pred - truth50) / np.linalg.norm(truth50)
+    assert not np.all(np.isfinite(pred)) or net_err > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noise", [0.0, 0.05])
+def test_e2_full_pipeline_ude_training_then_equations(noise):
+    """E2 test 2, the whole pipeline with a fixed seed: UDE trained through the ODE on
+    the paper's data (t in [0, 3], 31 points, noise sd 5 % of each state's mean), then
+    :func:`refit_select`. Asserted: training SSE <= 1.5 x the true model's SSE on the
+    same data; active set {u1 u2} in both equations; coefficients within 10 %; the
+    network alone fails on [0, 50]. The recovered model is within 5 % relative L2 of
+    the truth on [0, 50] for noise-free data; with 5 % noise the 31 points fix gamma
+    only to a few per cent and the phase error of ~12 periods is not within 5 % (the
+    figure is reported, not asserted: measured 0.38 with seed 0)."""
+    import sys
+    from pathlib import Path
+
+    from jaxcell.inference import Experiment, Normal, fit
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import ude_lotka_volterra as ex
+
+    key_noise, key_net = jax.random.split(jax.random.PRNGKey(0))
+    exact, data = ex.make_data(noise, key_noise)
+    model, _ = ex.build_ude(key_net, data)
+    obj = ex.objective(model, data)
+    const = float(obj.nll_constant())
+    target = (0.5 * float(np.mean((noise * exact.mean(0)) ** 2)) * data.size + const
+              if noise else None)
+    res = fit(obj, method=ex.ADAM, max_steps=2000, target=target)
+    if target is None or res.value > target:
+        res = fit(obj, method=ex.LBFGS, starts=res.x[None], max_steps=3000, target=target)
+    trained = obj.parameters.to_model(model, res.x)
+    kw = {"solver": diffrax.Tsit5(), "max_steps": 100_000}
+    fitted = np.asarray(jc.simulate(trained, 0.0, 3.0, saveat=ex.T_DATA, **kw)[
+        "molecular/lv/species"])
+    if noise:
+        assert np.sum((fitted - data) ** 2) <= 1.5 * np.sum((exact - data) ** 2)
+    fine = jc.simulate(trained, 0.0, 3.0, saveat=np.linspace(0, 3, 301), **kw)
+    sd = noise * exact.mean(0) if noise else np.full(2, 0.01)
+    sel = dc.refit_select(trained, "interaction", fine, dc.PolynomialLibrary(2),
+                          Experiment(ex.T_DATA, data, "molecular/lv/species",
+                                     noise=Normal(sd)), **kw)
+    sparse = [p for p in sel.model.leaves if p.name == "interaction"][0]
+    assert set(sparse.parameters()) == {"x:x*y", "y:x*y"}, sel.best.equations("interaction")
+    assert float(sparse.parameters()["x:x*y"]) == pytest.approx(-LV[1], rel=0.1)
+    assert float(sparse.parameters()["y:x*y"]) == pytest.approx(LV[2], rel=0.1)
+    t50 = np.linspace(0.0, 50.0, 501)
+    _, truth50 = lv_data(t_end=50.0, n=501)
+    net = np.asarray(jc.simulate(trained, 0.0, 50.0, saveat=t50, throw=False, **kw)[
+        "molecular/lv/species"])
+    assert not np.all(np.isfinite(net)) or (
+        np.linalg.norm(net - truth50) / np.linalg.norm(truth50) > 0.5)
+    rec = np.asarray(jc.simulate(sel.model, 0.0, 50.0, saveat=t50, **TIGHT)[
+        "molecular/lv/species"])
+    l2 = np.linalg.norm(rec - truth50) / np.linalg.norm(truth50)
+    print(f"E2 noise={noise}: {sparse.equations(5)}; relative L2 on [0, 50] = {l2:.4f}")
+    if noise == 0.0:
+        assert l2 < 0.05
