@@ -98,7 +98,14 @@ def distill(
         raise DiscoveryError(f"distill: {process!r} is a {type(proc).__name__}; only "
                              f"continuous processes (rates) can be distilled.")
     ports = proc.ports()
-    changes = list(ports.changes) + list(ports.owns)
+    if ports.owns or not ports.changes:
+        raise DiscoveryError(
+            f"distill: {process!r} owns variables ({[path_str(p) for p in ports.owns]}); "
+            f"distill replaces a term added to variables that other processes own (such "
+            f"as jaxcell.neural.neural_coupling). For a process that owns its variables, "
+            f"run discover() on its trajectories."
+        )
+    changes = list(ports.changes)
     reads = [p for p in ports.reads if p not in changes] + changes
     reads = list(dict.fromkeys(reads))
     in_names = {p: _names(model, p, p[-1]) for p in reads}
