@@ -40,6 +40,9 @@ from ._errors import (
     CheckpointError as CheckpointError,
 )
 from ._errors import (
+    DiscoveryError as DiscoveryError,
+)
+from ._errors import (
     InferenceError as InferenceError,
 )
 from ._errors import (

@@ -27,7 +27,7 @@ class InferenceError(JaxcellError, ValueError):
     """An inference call was given something it cannot use: an objective that is not an
     :class:`jaxcell.inference.AbstractObjective`, start points of the wrong shape, an
     unknown parameter name, a method that does not fit the objective, a noise model or
-    prior of the wrong kind. Raised by :mod:`jaxcell.inference` before any fitting
+    prior of the wrong kind. Raised by ``jaxcell.inference`` before any fitting
     starts."""
 
 

@@ -74,10 +74,13 @@ class Event(AbstractEventProcess):
         times: scheduled trigger times.
         period: a periodic schedule ``start + k·period`` (``k = 0, 1, ...``) up to
             ``stop``.
-        start, stop: the first and last time of a periodic schedule (``start``
-            defaults to 0, ``stop`` to no end).
-        delay, priority: scalars (see above).
-        persistent, initial_value, use_trigger_values: booleans (see above).
+        start: the first time of a periodic schedule (default 0).
+        stop: the last time of a periodic schedule (default: no end).
+        delay: a scalar (see above).
+        priority: a scalar (see above).
+        persistent: a boolean (see above).
+        initial_value: a boolean (see above).
+        use_trigger_values: a boolean (see above).
         cells: one event per cell (see above).
 
     Examples:

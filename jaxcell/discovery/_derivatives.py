@@ -150,6 +150,7 @@ class TotalVariation(AbstractDerivative):
         alpha: regularisation weight (larger: smoother derivative).
         iterations: lagged-diffusivity iterations.
         epsilon: smoothing of :math:`|\\cdot|` near zero.
+        cg_steps: the most conjugate-gradient steps per linear solve.
 
     References:
         Chartrand, R. (2011). Numerical differentiation of noisy, nonsmooth data. ISRN
@@ -219,6 +220,12 @@ class WeakForm(eqx.Module):
     :math:`-\\int \\phi_k' x\\,dt = \\int \\phi_k \\Theta(x)\\,dt\\;\\xi` (the boundary
     terms vanish), a linear regression of the same coefficients with integrals
     (trapezoid rule) that average measurement noise out.
+
+    Arguments:
+        n_windows: the number of test functions (windows spread evenly; duplicates
+            on short series are dropped).
+        width: the support of each test function, in samples.
+        power: the exponent :math:`p` (smoothness at the window ends).
 
     References:
         Messenger, D. A. & Bortz, D. M. (2021). Weak SINDy: Galerkin-based data-driven

@@ -61,7 +61,9 @@ class SparseModel(AbstractContinuousProcess):
         scale: the scale of owned variables.
 
     The parameters are the nonzero coefficients, named ``"<target>:<term>"`` (and
-    ``"<target>:den:<term>"`` for the denominator).
+    ``"<target>:den:<term>"`` for the denominator). The initial values of an owning
+    model are the array field ``y0``: fit them with
+    ``jaxcell.inference.Weights("<name>.y0")``.
     """
 
     name: str

@@ -180,6 +180,19 @@ class SR3(AbstractOptimizer):
     ``C[0, [i*m + a, j*m + b]] = 1, d[0] = 0`` forces the coefficient of term ``a`` in
     equation ``i`` and of term ``b`` in equation ``j`` to cancel (a conserved sum).
 
+    Arguments:
+        threshold: the hard (``"l0"``) or soft (``"l1"``) threshold of the proximal
+            step.
+        nu: the relaxation: how far the dense :math:`\\xi` may stray from the sparse
+            :math:`w`.
+        regularizer: ``"l0"`` or ``"l1"``.
+        constraint_lhs: :math:`C`, shape ``(constraints, targets * terms)``.
+        constraint_rhs: :math:`d`, shape ``(constraints,)``.
+        max_iter: the most alternating steps.
+        tol: stop when the relative change of :math:`w` is below this.
+        normalize_columns: threshold the coefficients of unit-norm columns.
+        unbias: refit the kept terms by (constrained) least squares.
+
     References:
         Zheng, P., Askham, T., Brunton, S. L., Kutz, J. N. & Aravkin, A. Y. (2019). A
         unified framework for sparse relaxed regularized regression: SR3. IEEE Access 7,
@@ -335,12 +348,12 @@ class Ensemble(AbstractOptimizer):
 
     def inclusion_probabilities(self, theta: ArrayLike, y: ArrayLike) -> Array:
         """The fraction of bootstrap models that keep each term, ``(k, m)``."""
-        return jnp.mean(self.models(theta, y) != 0, axis=0)
+        return jnp.mean((self.models(theta, y) != 0).astype(theta.dtype), axis=0)
 
     def __call__(self, theta, y):
         theta, y = _check_system(theta, y, "Ensemble")
         coefs = self.models(theta, y)
-        support = jnp.mean(coefs != 0, axis=0) >= self.inclusion
+        support = jnp.mean((coefs != 0).astype(theta.dtype), axis=0) >= self.inclusion
         if self.aggregate == "median":
             return jnp.where(support, jnp.median(coefs, axis=0), 0.0)
         r, qy, _ = _qr(theta, y)
@@ -396,18 +409,23 @@ class SelectionPath(eqx.Module):
 
 class ModelSelection(AbstractOptimizer):
     """An optimiser run at every threshold of a grid (``jax.vmap``), choosing for each
-    equation the fit with the lowest information criterion (``"aicc"``, ``"aic"`` or
-    ``"bic"``). :meth:`path` returns the whole scan (and its Pareto front).
+    equation the fit with the lowest information criterion (``"bic"``, ``"aicc"`` or
+    ``"aic"``). :meth:`path` returns the whole scan (and its Pareto front).
+
+    BIC is the default: it penalises extra terms more as samples grow, and weak-form
+    rows (overlapping windows) are not independent samples, which makes AICc keep
+    spurious terms there (measured on Lotka-Volterra with 5 % noise: AICc 5 and 6
+    terms, BIC the true 2 and 2).
 
     Arguments:
         thresholds: the grid.
         optimizer: an optimiser with a ``threshold`` field (:class:`STLSQ` by default).
-        criterion: the information criterion.
+        criterion: the information criterion (``"bic"``, ``"aicc"`` or ``"aic"``).
     """
 
     thresholds: Any
     optimizer: AbstractOptimizer = STLSQ()
-    criterion: str = eqx.field(static=True, default="aicc")
+    criterion: str = eqx.field(static=True, default="bic")
 
     def __check_init__(self):
         th = np.asarray(self.thresholds, dtype=float)

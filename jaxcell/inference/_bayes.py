@@ -157,7 +157,7 @@ def objective_model(objective: Objective) -> Callable[..., None]:
 
     Only :class:`~jaxcell.inference.Objective` has what this needs (priors on its
     :class:`~jaxcell.inference.Parameters`, a log-likelihood on the natural scale); a
-    PEtab problem's priors are read by :mod:`jaxcell.petab`.
+    PEtab problem's priors are read by ``jaxcell.petab``.
 
     Raises:
         InferenceError: ``objective`` is not an :class:`~jaxcell.inference.Objective`,

@@ -39,7 +39,7 @@ class AbstractRateLaw(eqx.Module):
 
     - ``compile(reactions, ctx)`` (a class method) receives every reaction of the
       network whose law is of this kind and returns a
-      :class:`~jaxcell.molecular._kinds.Compiled`: static index arrays (parameters and
+      ``Compiled`` (``jaxcell/molecular/_kinds.py``): static index arrays (parameters and
       species resolved through ``ctx``, a ``CompileContext``), the columns (reaction,
       sign) and any per-column dynamic data;
     - ``evaluate(arrays, laws, xe, p, ctx)`` (a class method) returns the rates of
