@@ -253,7 +253,7 @@ def _glycolysis() -> System:
         library=lib, true_terms=true,
         threshold=1.0, sg_window=21, sg_order=3,
         weak_windows=200, weak_width=101, weak_power=4, quick_stride=2,
-        quick_trajectories=5)
+        quick_trajectories=3)
 
 
 SYSTEMS: dict[str, Callable[[], System]] = {

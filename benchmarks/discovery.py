@@ -54,10 +54,11 @@ checked against ``discover`` on seed 0 and against the batched call on every see
 function, one data set at a time (included in the timings).
 
 ``--quick`` runs the same cases and seeds with fewer timing repeats (2 instead of 7
-warm ``discover`` calls, 1 instead of 3 batched calls) and a smaller glycolysis data set: the first
-5 of the 10 trajectories, sampled every 0.002 instead of 0.001 (every second sample;
-Savitzky-Golay window 11 and weak-form width 51 samples, the same time spans), so its
-glycolysis recovery rates and times are not those of a full run.
+warm ``discover`` calls, 1 instead of 3 batched calls) and a smaller glycolysis data
+set: the first 3 of the 10 trajectories, sampled every 0.002 instead of 0.001 (every
+second sample; Savitzky-Golay window 11 and weak-form width 51 samples, the same time
+spans), so its glycolysis rates and times are not those of a full run. (Every fourth
+sample is too coarse: the noise-free weak form then misses the support.)
 
 Run ``python benchmarks/discovery.py --quick --json bench-results/discovery.json``.
 """

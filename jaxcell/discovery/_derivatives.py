@@ -10,6 +10,7 @@ test functions and moves the derivative onto them by parts, which averages noise
 from __future__ import annotations
 
 import abc
+import functools
 
 import equinox as eqx
 import jax
@@ -35,6 +36,9 @@ def check_series(ts: ArrayLike, xs: ArrayLike, owner: str) -> tuple[np.ndarray, 
         raise DiscoveryError(f"{owner}: need at least 3 time points; got {ts.shape[0]}.")
     if not np.all(np.isfinite(ts)) or np.any(np.diff(ts) <= 0):
         raise DiscoveryError(f"{owner}: times must be finite and strictly increasing.")
+    if isinstance(xs, jax.core.Tracer):  # under jit or vmap: checked when it runs
+        return ts, eqx.error_if(xs, ~jnp.all(jnp.isfinite(xs)),
+                                f"{owner}: the states hold a non-finite value.")
     if not bool(jnp.all(jnp.isfinite(xs))):
         bad = np.argwhere(~np.isfinite(np.asarray(xs)))[0]
         raise DiscoveryError(
@@ -75,20 +79,25 @@ class FiniteDifference(AbstractDerivative):
 
     def __call__(self, ts, xs):
         ts, xs = check_series(ts, xs, "FiniteDifference")
-        h = np.diff(ts)
-        h1, h2 = h[:-1, None], h[1:, None]
-        # interior: weights of x[i-1], x[i], x[i+1] on a non-uniform grid
-        a = -h2 / (h1 * (h1 + h2))
-        b = (h2 - h1) / (h1 * h2)
-        c = h1 / (h2 * (h1 + h2))
-        mid = a * xs[:-2] + b * xs[1:-1] + c * xs[2:]
-        d1, d2 = h[0], h[1]
-        first = (-(2 * d1 + d2) / (d1 * (d1 + d2)) * xs[0] + (d1 + d2) / (d1 * d2) * xs[1]
-                 - d1 / (d2 * (d1 + d2)) * xs[2])
-        e1, e2 = h[-1], h[-2]
-        last = ((2 * e1 + e2) / (e1 * (e1 + e2)) * xs[-1] - (e1 + e2) / (e1 * e2) * xs[-2]
-                + e1 / (e2 * (e1 + e2)) * xs[-3])
-        return jnp.concatenate([first[None], mid, last[None]])
+        return _finite_difference(jnp.asarray(ts), xs)
+
+
+@jax.jit
+def _finite_difference(ts, xs):
+    h = jnp.diff(ts)
+    h1, h2 = h[:-1, None], h[1:, None]
+    # interior: weights of x[i-1], x[i], x[i+1] on a non-uniform grid
+    a = -h2 / (h1 * (h1 + h2))
+    b = (h2 - h1) / (h1 * h2)
+    c = h1 / (h2 * (h1 + h2))
+    mid = a * xs[:-2] + b * xs[1:-1] + c * xs[2:]
+    d1, d2 = h[0], h[1]
+    first = (-(2 * d1 + d2) / (d1 * (d1 + d2)) * xs[0] + (d1 + d2) / (d1 * d2) * xs[1]
+             - d1 / (d2 * (d1 + d2)) * xs[2])
+    e1, e2 = h[-1], h[-2]
+    last = ((2 * e1 + e2) / (e1 * (e1 + e2)) * xs[-1] - (e1 + e2) / (e1 * e2) * xs[-2]
+            + e1 / (e2 * (e1 + e2)) * xs[-3])
+    return jnp.concatenate([first[None], mid, last[None]])
 
 
 def _savgol_matrix(window: int, order: int, h: float) -> np.ndarray:
@@ -129,13 +138,18 @@ class SavitzkyGolay(AbstractDerivative):
             raise DiscoveryError(f"SavitzkyGolay: the window ({self.window}) is longer "
                                  f"than the series ({n} samples).")
         m = _savgol_matrix(self.window, self.order, _uniform_step(ts, "SavitzkyGolay"))
-        half = self.window // 2
-        centre = jnp.asarray(m[half][::-1])
-        mid = jax.vmap(lambda col: jnp.convolve(col, centre, mode="valid"),
-                       in_axes=1, out_axes=1)(xs)
-        head = jnp.asarray(m[:half]) @ xs[: self.window]
-        tail = jnp.asarray(m[half + 1:]) @ xs[-self.window:]
-        return jnp.concatenate([head, mid, tail])
+        return _savgol_apply(jnp.asarray(m), xs, self.window)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _savgol_apply(m, xs, window):
+    half = window // 2
+    centre = m[half][::-1]
+    mid = jax.vmap(lambda col: jnp.convolve(col, centre, mode="valid"),
+                   in_axes=1, out_axes=1)(xs)
+    head = m[:half] @ xs[:window]
+    tail = m[half + 1:] @ xs[-window:]
+    return jnp.concatenate([head, mid, tail])
 
 
 class TotalVariation(AbstractDerivative):
@@ -169,11 +183,16 @@ class TotalVariation(AbstractDerivative):
 
     def __call__(self, ts, xs):
         ts, xs = check_series(ts, xs, "TotalVariation")
-        h = jnp.asarray(np.diff(ts))
-        x0 = FiniteDifference()(ts, xs)
-        return jax.vmap(lambda f, u0: _tv_one(h, f, u0, self.alpha, self.iterations,
-                                              self.epsilon, self.cg_steps),
-                        in_axes=(1, 1), out_axes=1)(xs, x0)
+        return _tv(self, jnp.asarray(ts), xs)
+
+
+@eqx.filter_jit
+def _tv(method, ts, xs):
+    h = jnp.diff(ts)
+    x0 = _finite_difference(ts, xs)
+    return jax.vmap(lambda f, u0: _tv_one(h, f, u0, method.alpha, method.iterations,
+                                          method.epsilon, method.cg_steps),
+                    in_axes=(1, 1), out_axes=1)(xs, x0)
 
 
 def _tv_one(h, f, u0, alpha, iterations, eps, cg_steps):

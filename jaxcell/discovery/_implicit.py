@@ -66,6 +66,9 @@ class SINDyPI(eqx.Module):
         ``(k, m, p, m)``, ``(k, m, p, m)`` and ``(k, m, p)`` (target, candidate left
         side, threshold, term)."""
         theta, xdot = _check_system(theta, xdot, "SINDyPI")
+        return _candidates(self, theta, xdot)
+
+    def _candidates(self, theta: Array, xdot: Array) -> tuple[Array, Array, Array]:
         m = theta.shape[1]
         ths = jnp.asarray(np.asarray(self.thresholds, dtype=float))
 
@@ -117,3 +120,8 @@ class SINDyPI(eqx.Module):
             norm = den[np.argmax(np.abs(den))]
             num_out[i], den_out[i] = num / norm, den / norm
         return num_out, den_out
+
+
+@eqx.filter_jit
+def _candidates(opt, theta, xdot):
+    return opt._candidates(theta, xdot)

@@ -73,9 +73,7 @@ class AbstractLibrary(eqx.Module):
                 f"{type(self).__name__}: expected states of shape (d,) or (n, d) with "
                 f"d = {len(variables)} variables {list(variables)}; got shape {x.shape}."
             )
-        if x.ndim == 1:
-            return self.evaluate(x, variables)
-        return jax.vmap(lambda row: self.evaluate(row, variables))(x)
+        return _evaluate(self, x, variables)
 
     def __add__(self, other: AbstractLibrary) -> ConcatLibrary:
         return ConcatLibrary((self, other))
@@ -414,3 +412,10 @@ def library_names(library: AbstractLibrary, variables: Sequence[str]) -> tuple[s
         raise DiscoveryError("the library has no terms for variables "
                              f"{list(variables)}.")
     return names
+
+
+@eqx.filter_jit
+def _evaluate(library, x, variables):
+    if x.ndim == 1:
+        return library.evaluate(x, variables)
+    return jax.vmap(lambda row: library.evaluate(row, variables))(x)

@@ -15,7 +15,6 @@ conditioning of ``theta``, not of ``theta^T theta``.
 from __future__ import annotations
 
 import abc
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -74,6 +73,16 @@ class AbstractOptimizer(eqx.Module):
         """Sparse coefficients ``(k, m)`` with ``theta @ coef.T ~ y``."""
 
 
+def _as_threshold(value):
+    """A threshold as a float array (a traced leaf: new values do not recompile)."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    try:
+        return jnp.asarray(value, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise DiscoveryError(f"threshold must be a number; got {value!r}.") from e
+
+
 def _column_scales(theta: Array, normalize: bool) -> Array:
     if not normalize:
         return jnp.ones(theta.shape[1], theta.dtype)
@@ -126,22 +135,24 @@ class STLSQ(AbstractOptimizer):
         PNAS 113, 3932-3937.
     """
 
-    threshold: float | Array = 0.1
+    threshold: float | Array = eqx.field(default=0.1, converter=_as_threshold)
     alpha: float = eqx.field(static=True, default=0.0)
     max_iter: int = eqx.field(static=True, default=20)
     normalize_columns: bool = eqx.field(static=True, default=False)
     unbias: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
-        if isinstance(self.threshold, (int, float)) and not self.threshold >= 0:
-            raise DiscoveryError(f"STLSQ: threshold must be >= 0; got {self.threshold}.")
+        if not isinstance(self.threshold, jax.core.Tracer) and not bool(
+                np.all(np.asarray(self.threshold) >= 0)):
+            raise DiscoveryError(f"STLSQ: threshold must be >= 0; got "
+                                 f"{float(np.asarray(self.threshold))}.")
         if self.alpha < 0 or self.max_iter < 1:
             raise DiscoveryError(f"STLSQ: need alpha >= 0 and max_iter >= 1; got "
                                  f"alpha={self.alpha}, max_iter={self.max_iter}.")
 
     def __call__(self, theta, y):
         theta, y = _check_system(theta, y, "STLSQ")
-        return self.solve(theta, y)[0]
+        return _stlsq_jit(self, theta, y, None)[0]
 
     def solve(self, theta: Array, y: Array, allowed: Array | None = None
               ) -> tuple[Array, Array]:
@@ -161,6 +172,11 @@ class STLSQ(AbstractOptimizer):
 
         coef, ok = jax.vmap(one, in_axes=(1, 0))(qy, allowed)
         return coef / scale[None, :], ok
+
+
+@eqx.filter_jit
+def _stlsq_jit(opt, theta, y, allowed):
+    return opt.solve(theta, y, allowed)
 
 
 class SR3(AbstractOptimizer):
@@ -201,7 +217,7 @@ class SR3(AbstractOptimizer):
         physics-informed models from data. IEEE Access 8, 169259-169271.
     """
 
-    threshold: float = 0.1
+    threshold: float | Array = 0.1
     nu: float = eqx.field(static=True, default=1.0)
     regularizer: str = eqx.field(static=True, default="l0")
     constraint_lhs: tuple | None = eqx.field(static=True, default=None)
@@ -215,7 +231,7 @@ class SR3(AbstractOptimizer):
                  constraint_lhs: ArrayLike | None = None,
                  constraint_rhs: ArrayLike | None = None, max_iter: int = 1000,
                  tol: float = 1e-10, normalize_columns: bool = False, unbias: bool = True):
-        self.threshold = threshold
+        self.threshold = _as_threshold(threshold)
         self.nu = float(nu)
         self.regularizer = regularizer
         self.constraint_lhs = None if constraint_lhs is None else tuple(
@@ -239,6 +255,20 @@ class SR3(AbstractOptimizer):
 
     def __call__(self, theta, y):
         theta, y = _check_system(theta, y, "SR3")
+        if self.constraint_lhs is not None:
+            c = np.asarray(self.constraint_lhs)
+            d = np.asarray(self.constraint_rhs)
+            k, m = y.shape[1], theta.shape[1]
+            if c.shape[1] != k * m or c.shape[0] != d.shape[0]:
+                raise DiscoveryError(
+                    f"SR3: constraint_lhs must have {k * m} columns (targets x terms = "
+                    f"{k} x {m}) and as many rows as constraint_rhs; got {c.shape} and "
+                    f"{d.shape}."
+                )
+        return _sr3_jit(self, theta, y)
+
+    def solve(self, theta: Array, y: Array) -> Array:
+        """The coefficients (traceable; :meth:`__call__` checks and jit-compiles)."""
         k, m = y.shape[1], theta.shape[1]
         scale = _column_scales(theta, self.normalize_columns)
         th = theta / scale[None, :]
@@ -248,12 +278,6 @@ class SR3(AbstractOptimizer):
         if self.constraint_lhs is not None:
             c = np.atleast_2d(np.asarray(self.constraint_lhs, dtype=float))
             d = np.atleast_1d(np.asarray(self.constraint_rhs, dtype=float))
-            if c.shape[1] != k * m or c.shape[0] != d.shape[0]:
-                raise DiscoveryError(
-                    f"SR3: constraint_lhs must have {k * m} columns (targets x terms = "
-                    f"{k} x {m}) and as many rows as constraint_rhs; got {c.shape} and "
-                    f"{d.shape}."
-                )
             c = jnp.asarray(c) / jnp.tile(scale, k)[None, :]  # in normalised coordinates
             nc = c.shape[0]
             kkt = jnp.block([[big, c.T], [c, jnp.zeros((nc, nc))]])
@@ -305,6 +329,11 @@ class SR3(AbstractOptimizer):
         return coef / scale[None, :]
 
 
+@eqx.filter_jit
+def _sr3_jit(opt, theta, y):
+    return opt.solve(theta, y)
+
+
 class Ensemble(AbstractOptimizer):
     """Bagging (E-SINDy): the optimiser on ``n_models`` bootstrap resamples of the rows,
     run at once with ``jax.vmap``.
@@ -340,11 +369,14 @@ class Ensemble(AbstractOptimizer):
     def models(self, theta: ArrayLike, y: ArrayLike) -> Array:
         """The coefficients of every bootstrap model, ``(n_models, k, m)``."""
         theta, y = _check_system(theta, y, "Ensemble")
+        return _ensemble_models(self, theta, y)
+
+    def _models(self, theta: Array, y: Array) -> Array:
         n = theta.shape[0]
         size = max(int(round(self.fraction * n)), theta.shape[1] + 1)
         keys = jax.random.split(jax.random.PRNGKey(self.seed), self.n_models)
         rows = jax.vmap(lambda kk: jax.random.randint(kk, (size,), 0, n))(keys)
-        return jax.vmap(lambda idx: self.optimizer(theta[idx], y[idx]))(rows)
+        return jax.vmap(lambda idx: _solve(self.optimizer, theta[idx], y[idx]))(rows)
 
     def inclusion_probabilities(self, theta: ArrayLike, y: ArrayLike) -> Array:
         """The fraction of bootstrap models that keep each term, ``(k, m)``."""
@@ -358,6 +390,27 @@ class Ensemble(AbstractOptimizer):
             return jnp.where(support, jnp.median(coefs, axis=0), 0.0)
         r, qy, _ = _qr(theta, y)
         return jax.vmap(lambda q, s: masked_lstsq(r, q, s), in_axes=(1, 0))(qy, support)
+
+
+def _as_grid(value) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in np.atleast_1d(np.asarray(value, dtype=float)))
+    except (TypeError, ValueError) as e:
+        raise DiscoveryError(f"thresholds must be numbers; got {value!r}.") from e
+
+
+@eqx.filter_jit
+def _ensemble_models(ens, theta, y):
+    return ens._models(theta, y)
+
+
+def _solve(opt, theta, y):
+    """An optimiser's coefficients inside a trace (no nested jit of the checks)."""
+    solve = getattr(opt, "solve", None)
+    if solve is None:
+        return opt(theta, y)
+    out = solve(theta, y)
+    return out[0] if isinstance(out, tuple) else out
 
 
 def information_criterion(rss: Array, n_terms: Array, n: int, criterion: str) -> Array:
@@ -423,7 +476,7 @@ class ModelSelection(AbstractOptimizer):
         criterion: the information criterion (``"bic"``, ``"aicc"`` or ``"aic"``).
     """
 
-    thresholds: Any
+    thresholds: tuple[float, ...] = eqx.field(static=True, converter=_as_grid)
     optimizer: AbstractOptimizer = STLSQ()
     criterion: str = eqx.field(static=True, default="bic")
 
@@ -440,11 +493,14 @@ class ModelSelection(AbstractOptimizer):
     def path(self, theta: ArrayLike, y: ArrayLike) -> SelectionPath:
         """Fit at every threshold and score each fit."""
         theta, y = _check_system(theta, y, "ModelSelection")
+        return _selection_path(self, theta, y)
+
+    def _path(self, theta: Array, y: Array) -> SelectionPath:
         th = jnp.asarray(np.asarray(self.thresholds, dtype=float))
 
         def one(t):
             opt = eqx.tree_at(lambda o: o.threshold, self.optimizer, t)
-            return opt(theta, y)
+            return _solve(opt, theta, y)
 
         coefs = jax.vmap(one)(th)
         r, qy, rest = _qr(theta, y)
@@ -456,3 +512,8 @@ class ModelSelection(AbstractOptimizer):
     def __call__(self, theta, y):
         p = self.path(theta, y)
         return p.coefficients[p.best, jnp.arange(p.coefficients.shape[1])]
+
+
+@eqx.filter_jit
+def _selection_path(sel, theta, y):
+    return sel._path(theta, y)
