@@ -19,8 +19,8 @@ from ._devices import use_cpu_cores as _use_cpu_cores
 _use_cpu_cores()
 
 from . import analysis as analysis
-from . import discovery as discovery
 from . import cellular as cellular
+from . import discovery as discovery
 from . import inference as inference
 from . import io as io
 from . import models as models
