@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from .._errors import DiscoveryError
-from ._regression import _check_system, masked_lstsq, stlsq_core
+from ._regression import _check_system, masked_lstsq
 
 
 class SINDyPI(eqx.Module):
@@ -26,17 +26,19 @@ class SINDyPI(eqx.Module):
 
     Called as ``SINDyPI(...)(theta, xdot)`` it returns ``(numerator, denominator)``,
     each ``(targets, terms)``; :func:`discover` does this for you and returns a
-    rational :class:`SparseModel`. Every candidate left-hand side of every target is
-    solved at every threshold at once (``jax.vmap``) from one QR decomposition per
-    target. The implicit library holds many exact relations at once (``s (K + s) xdot
-    = -V s^2`` as well as ``(K + s) xdot = -V s``), so one threshold does not suit
-    every candidate; the scan over thresholds finds each candidate's sparse form.
+    rational :class:`SparseModel`.
+
+    Each candidate left side is regressed on the other columns by backward elimination
+    (stepwise sparse regression): starting from all columns, the column whose removal
+    raises the residual least is dropped, one at a time, down to one column; every
+    step of every candidate is a fit. Thresholding (STLSQ) does not suit the implicit
+    library, which holds several exact relations at once (``s (K + s) xdot = -V s^2``
+    as well as ``(K + s) xdot = -V s``): their mixture has no small coefficient to
+    threshold, while elimination drops the redundant columns at no cost. All
+    candidates of a target are solved at once (``jax.vmap``) from one QR
+    decomposition.
 
     Arguments:
-        thresholds: STLSQ thresholds (on the coefficients of unit-norm columns)
-            scanned for every candidate.
-        alpha: ridge weight during thresholding.
-        max_iter: thresholding rounds.
         tolerance: fits whose relative derivative error is within
             ``(1 + tolerance)`` of the best (plus ``1e-8``) compete on sparsity;
             among equally sparse ones the left side earliest in the library wins (the
@@ -46,31 +48,27 @@ class SINDyPI(eqx.Module):
     References:
         Kaheman, K., Kutz, J. N. & Brunton, S. L. (2020). SINDy-PI: a robust algorithm
         for parallel implicit sparse identification of nonlinear dynamics. Proc. R. Soc.
-        A 476, 20200279.
+        A 476, 20200279. Boninsegna, L., Nüske, F. & Clementi, C. (2018). Sparse
+        learning of stochastic dynamical equations. J. Chem. Phys. 148, 241723
+        (stepwise sparse regression).
     """
 
-    thresholds: tuple[float, ...] = eqx.field(
-        static=True, default=tuple(float(v) for v in np.logspace(-4, 0, 17)))
-    alpha: float = eqx.field(static=True, default=0.0)
-    max_iter: int = eqx.field(static=True, default=20)
-    tolerance: float = eqx.field(static=True, default=0.5)
+    tolerance: float = eqx.field(static=True, default=1.0)
 
     def __check_init__(self):
-        th = np.asarray(self.thresholds, dtype=float)
-        if th.ndim != 1 or th.size < 1 or np.any(th < 0):
-            raise DiscoveryError("SINDyPI: thresholds must be a non-empty 1-d grid of "
-                                 "values >= 0.")
+        if not self.tolerance >= 0:
+            raise DiscoveryError(f"SINDyPI: tolerance must be >= 0; got {self.tolerance}.")
 
     def candidates(self, theta: ArrayLike, xdot: ArrayLike) -> tuple[Array, Array, Array]:
         """Every fit: ``(numerators, denominators, errors)`` with shapes
         ``(k, m, p, m)``, ``(k, m, p, m)`` and ``(k, m, p)`` (target, candidate left
-        side, threshold, term)."""
+        side, elimination step, term); step ``q`` keeps ``2m - 1 - q`` columns."""
         theta, xdot = _check_system(theta, xdot, "SINDyPI")
         return _candidates(self, theta, xdot)
 
     def _candidates(self, theta: Array, xdot: Array) -> tuple[Array, Array, Array]:
         m = theta.shape[1]
-        ths = jnp.asarray(np.asarray(self.thresholds, dtype=float))
+        cols = jnp.arange(2 * m)
 
         def per_target(xd):
             a = jnp.concatenate([theta, xd[:, None] * theta], axis=1)
@@ -78,21 +76,32 @@ class SINDyPI(eqx.Module):
             s = jnp.where(norms > 0, norms, 1.0)
             _, r = jnp.linalg.qr(a / s[None, :], mode="reduced")
 
-            def per_candidate(j, thr):
+            def per_candidate(j):
                 col = m + j
-                allowed = jnp.arange(2 * m) != col
                 qy = r[:, col]
-                _, mask, _ = stlsq_core(r, qy, thr, self.alpha, self.max_iter, allowed)
-                coef = masked_lstsq(r, qy, mask) * s[col] / s  # original columns
-                num = coef[:m]
-                den = jnp.zeros(m).at[j].set(1.0) - coef[m:]
-                pred = (theta @ num) / (theta @ den)
-                err = jnp.linalg.norm(pred - xd) / jnp.maximum(jnp.linalg.norm(xd), 1e-300)
-                err = jnp.where(jnp.isfinite(err), err, jnp.inf)
-                return num, den, err
 
-            over_thr = jax.vmap(per_candidate, in_axes=(None, 0))
-            return jax.vmap(over_thr, in_axes=(0, None))(jnp.arange(m), ths)
+                def residual(mask):
+                    return jnp.linalg.norm(r @ masked_lstsq(r, qy, mask) - qy)
+
+                def eliminate(mask, _):
+                    trial = jax.vmap(lambda c: jnp.where(
+                        mask[c], residual(mask & (cols != c)), jnp.inf))(cols)
+                    return mask.at[jnp.argmin(trial)].set(False), mask
+
+                _, masks = jax.lax.scan(eliminate, cols != col, None, length=2 * m - 1)
+
+                def fit(mask):
+                    coef = masked_lstsq(r, qy, mask) * s[col] / s  # original columns
+                    num = coef[:m]
+                    den = jnp.zeros(m).at[j].set(1.0) - coef[m:]
+                    pred = (theta @ num) / (theta @ den)
+                    err = jnp.linalg.norm(pred - xd) / jnp.maximum(jnp.linalg.norm(xd),
+                                                                   1e-300)
+                    return num, den, jnp.where(jnp.isfinite(err), err, jnp.inf)
+
+                return jax.vmap(fit)(masks)
+
+            return jax.vmap(per_candidate)(jnp.arange(m))
 
         return jax.vmap(per_target, in_axes=1)(xdot)
 
@@ -106,7 +115,7 @@ class SINDyPI(eqx.Module):
             if not np.any(np.isfinite(err)):
                 raise DiscoveryError(
                     f"SINDyPI: no candidate gives a finite derivative for target {i}; "
-                    f"include a constant term in the library, or lower the thresholds."
+                    f"include a constant term in the library."
                 )
             best = np.min(err)
             ok = np.flatnonzero(err <= best * (1 + self.tolerance) + 1e-8)
