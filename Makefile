@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sbml_import.py --json bench-results/sbml_import.json
 	$(PY) benchmarks/work_precision.py --json bench-results/work_precision.json
 	$(PY) benchmarks/tissue_scaling.py --json bench-results/tissue_scaling.json
+	$(PY) benchmarks/discovery.py --json bench-results/discovery.json
 
 bench-quick: $(STAMP)
 	mkdir -p bench-results
@@ -68,6 +69,7 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/sbml_import.py --quick --json bench-results/sbml_import.json
 	$(PY) benchmarks/work_precision.py --quick --json bench-results/work_precision.json
 	$(PY) benchmarks/tissue_scaling.py --quick --json bench-results/tissue_scaling.json
+	$(PY) benchmarks/discovery.py --quick --json bench-results/discovery.json
 
 ## The SBML Test Suite semantic cases through jaxcell.io (all cases, JOBS workers).
 SBML_SUITE ?= ../shared/data/sbml-test-suite
