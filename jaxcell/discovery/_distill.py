@@ -21,8 +21,8 @@ from jaxtyping import Array
 from .._composite import Composite, as_composite
 from .._errors import DiscoveryError
 from .._process import AbstractContinuousProcess
-from .._state import path_str
-from .._trajectory import Trajectory, _owned_tree
+from .._state import nest_state, path_str
+from .._trajectory import Trajectory
 from ._library import AbstractLibrary, library_names
 from ._model import SparseModel
 from ._regression import STLSQ, AbstractOptimizer
@@ -118,9 +118,8 @@ def distill(
     trajs = [trajectories] if isinstance(trajectories, Trajectory) else list(trajectories)
     xs, ys = [], []
     for traj in trajs:
-        owned = _owned_tree(traj.spec)
-        values = {s: {e: {v: traj.values[s][e][v] for v in vs} for e, vs in d.items()}
-                  for s, d in owned.items()}
+        values = nest_state({(sc, e, v): traj.values[sc][e][v]
+                             for (sc, e, v), _ in traj.spec.owned})
 
         def at(t, y):
             view = model.view(i, t, y)
