@@ -1,5 +1,7 @@
 """Centre-based mechanics: two-cell relaxation against the exact solution, momentum
-conservation, adhesion, gradients and bad input."""
+conservation, adhesion, gradients and bad input; PhysiCell's potentials
+(REFERENCE-MODELS T5): the closed-form two-cell separation, the adhesive equilibrium
+distance 20/21 R, momentum, differential adhesion and bad input."""
 
 import diffrax
 import jax
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxcell as jc
-from jaxcell.tissue import SoftSpheres
+from jaxcell.tissue import PhysiCell, SoftSpheres, Springs
 
 TIGHT = diffrax.PIDController(rtol=1e-10, atol=1e-12)
 
@@ -103,3 +105,103 @@ def test_displace_divider_keeps_the_centre_and_sets_the_distance():
     mother, daughter = Displace(0.8).split(x, jax.random.key(0))
     np.testing.assert_allclose((mother + daughter) / 2, x, atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(daughter - mother, axis=1), 0.8, rtol=1e-12)
+
+
+# PhysiCell (T5): R = 2 r with PhysiCell's default radius r = 8.4125 um
+R_CELL = 8.4125
+R = 2 * R_CELL
+
+
+def test_physicell_repulsion_separates_two_cells_as_the_closed_form():
+    # each cell moves at c (1 - d/R)^2 away from the other: s = 1 - d/R obeys
+    # ds/dt = -(2 c / R) s^2, so s(t) = s0 / (1 + 2 c s0 t / R)
+    c, s0 = 10.0, 0.5
+    pair = SoftSpheres("pair", [[0.0, 0.0], [R * (1 - s0), 0.0]], radius=R_CELL,
+                       potential=PhysiCell(c_rep=c, c_adh=0.0))
+    ts = np.array([0.0, 1.0, 5.0])
+    x = _positions(pair, ts)
+    ratio = (x[:, 1, 0] - x[:, 0, 0]) / R
+    exact = 1 - s0 / (1 + 2 * c * s0 * ts / R)
+    np.testing.assert_allclose(exact[1:], [0.686390, 0.874109], atol=1e-6)  # catalogue
+    np.testing.assert_allclose(ratio, exact, rtol=1e-6)
+    np.testing.assert_allclose(x.sum(axis=1), x[0].sum(axis=0)[None], atol=1e-12)
+
+
+def test_physicell_adhesion_settles_at_the_equilibrium_distance():
+    # c_rep (1 - d/R)^2 = c_adh (1 - d/S)^2 with S = rho R: d*/R = (1 - q) / (1 - q/rho),
+    # q = sqrt(c_adh / c_rep) = 0.2 with PhysiCell's defaults: d*/R = 20/21. Starting
+    # apart but within reach, the cells are pulled together; near d* the gap closes
+    # as exp(-0.095 t), so t = 400 is far past 1e-6.
+    potential = PhysiCell()
+    q = np.sqrt(0.4 / 10.0)
+    np.testing.assert_allclose((1 - q) / (1 - q / 1.25), 20 / 21, rtol=1e-15)
+    for start in (0.8, 1.1):  # pushed apart from an overlap, pulled in from a gap
+        pair = SoftSpheres("pair", [[0.0, 0.0, 0.0], [start * R, 0.0, 0.0]],
+                           radius=R_CELL, potential=potential)
+        x = _positions(pair, np.array([0.0, 400.0]))
+        np.testing.assert_allclose((x[-1, 1, 0] - x[-1, 0, 0]) / R, 20 / 21, rtol=1e-6)
+
+
+def test_physicell_velocities_sum_to_zero_in_random_clusters():
+    rng = np.random.default_rng(3)
+    n = 24
+    x = rng.uniform(0.0, 40.0, (n, 3))
+    potential = PhysiCell(c_rep=rng.uniform(5, 15, n), c_adh=rng.uniform(0, 1, n),
+                          rho=rng.uniform(1.1, 1.5, n),
+                          affinity=[[1.0, 0.3], [0.5, 2.0]], types=rng.integers(0, 2, n))
+    cells = SoftSpheres("c", x, radius=rng.uniform(6, 10, n), potential=potential)
+    v = np.asarray(cells.forces(jnp.asarray(x)))
+    assert np.abs(v).sum() > 1.0  # the cluster is crowded: plenty of pairs interact
+    np.testing.assert_allclose(v.sum(axis=0), 0.0, atol=1e-12 * np.abs(v).sum())
+
+
+def test_physicell_affinity_gives_differential_adhesion():
+    # two pairs at the same distance, inside the adhesion reach but out of contact:
+    # type 0 cells stick to each other, a type 0 and a type 1 cell do not
+    d = 1.1 * R
+    x = [[0.0, 0.0], [d, 0.0], [0.0, 100.0], [d, 100.0]]
+    cells = SoftSpheres("c", x, radius=R_CELL, potential=PhysiCell(
+        affinity=[[1.0, 0.0], [0.0, 1.0]], types=[0, 0, 0, 1]))
+    v = np.asarray(cells.forces(jnp.asarray(x)))
+    expected = 0.4 * (1 - d / (1.25 * R)) ** 2
+    np.testing.assert_allclose(v[1], [-expected, 0.0], rtol=1e-12)  # pulled back
+    np.testing.assert_allclose(v[3], [0.0, 0.0], atol=1e-15)
+
+
+def test_potential_parameters_are_named_leaves():
+    cells = SoftSpheres("c", [[0.0, 0.0], [12.0, 0.0]], radius=R_CELL,
+                        potential=PhysiCell())
+    assert set(cells.parameters()) == {"radius", "drag", "c_rep", "c_adh", "rho"}
+    faster = cells.replace_parameters({"c_rep": 20.0, "radius": 9.0})
+    assert float(faster.parameters()["c_rep"]) == 20.0
+    assert float(faster.potential.params["c_rep"]) == 20.0
+    assert float(faster.parameters()["radius"]) == 9.0
+    springs = SoftSpheres("c", [[0.0, 0.0], [1.5, 0.0]], stiffness=2.0)
+    assert isinstance(springs.potential, Springs)
+    assert float(springs.parameters()["stiffness"]) == 2.0
+
+
+def test_physicell_bad_input_is_named():
+    x = jnp.zeros((3, 2))
+    with pytest.raises(jc.ModelError, match=r"SoftSpheres 'c'.*'c_rep' .* non-negative"):
+        SoftSpheres("c", x, potential=PhysiCell(c_rep=-1.0))
+    with pytest.raises(jc.ModelError, match=r"SoftSpheres 'c'.*'rho' .* must be positive"):
+        SoftSpheres("c", x, potential=PhysiCell(rho=0.0))
+    with pytest.raises(jc.ModelError, match=r"'c_adh' .* non-negative"):
+        SoftSpheres("c", x, potential=PhysiCell()).replace_parameters({"c_adh": -0.1})
+    with pytest.raises(jc.ModelError, match=r"PhysiCell c_adh must be a scalar or one per "
+                                            r"cell \(3\)"):
+        SoftSpheres("c", x, potential=PhysiCell(c_adh=jnp.ones(2)))
+    with pytest.raises(jc.ModelError, match="potential must be a jaxcell.tissue potential"):
+        SoftSpheres("c", x, potential="physicell")  # pyright: ignore[reportArgumentType]
+    with pytest.raises(jc.ModelError, match=r"stiffness belong to Springs"):
+        SoftSpheres("c", x, potential=PhysiCell(), stiffness=2.0)
+    with pytest.raises(jc.ModelError, match="needs both affinity"):
+        PhysiCell(affinity=[[1.0]])
+    with pytest.raises(jc.ModelError, match=r"types must be integers in \[0, 2\)"):
+        PhysiCell(affinity=jnp.ones((2, 2)), types=[0, 2, 1])
+    with pytest.raises(jc.ModelError, match=r"types must have one entry per cell"):
+        SoftSpheres("c", x, potential=PhysiCell(affinity=jnp.ones((2, 2)), types=[0, 1]))
+    with pytest.raises(jc.ModelError, match=r"'affinity' .* non-negative"):
+        SoftSpheres("c", x, potential=PhysiCell(affinity=-jnp.ones((1, 1)),
+                                                types=[0, 0, 0]))

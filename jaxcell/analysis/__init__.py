@@ -1,6 +1,16 @@
-"""Analysis of trajectories and models: oscillation period and peaks; global sensitivity
-analysis (Sobol' indices, Morris screening)."""
+"""Analysis of trajectories and models: steady states and their stability, continuation
+and bifurcations, oscillation period and peaks; global sensitivity analysis (Sobol'
+indices, Morris screening)."""
 
+from ._continuation import (
+    BifurcationPoint as BifurcationPoint,
+)
+from ._continuation import (
+    Branch as Branch,
+)
+from ._continuation import (
+    continuation as continuation,
+)
 from ._morris import (
     MorrisIndices as MorrisIndices,
 )
@@ -33,4 +43,13 @@ from ._sobol import (
 )
 from ._sobol import (
     sobol_indices_from_outputs as sobol_indices_from_outputs,
+)
+from ._steady_state import (
+    StateAt as StateAt,
+)
+from ._steady_state import (
+    SteadyState as SteadyState,
+)
+from ._steady_state import (
+    steady_state as steady_state,
 )

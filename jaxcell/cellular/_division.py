@@ -1,9 +1,10 @@
 """Division and death: discrete steps that fill and free slots of a Population.
 
 Division follows vivarium's idea of *dividers* (how each per-cell variable is shared
-between the two daughters) and of size-control rules from the cell-size literature
+between the two daughters) and of division rules from the cell-size literature
 (Amir 2014; Taheri-Araghi et al. 2015): a cell divides when its volume reaches a
-*target* drawn at its birth.
+*target* drawn at its birth (adder, sizer), when its age reaches a drawn duration
+(timer), or at a constant rate (memoryless, as death at a constant hazard).
 """
 
 from __future__ import annotations
@@ -91,16 +92,41 @@ class Displace(AbstractDivider):
         return x - step, x + step
 
 
-# -- size-control rules --------------------------------------------------------------
+# -- division rules --------------------------------------------------------------------
+
+
+def hazard_probability(rate: Array, interval: float) -> Array:
+    """``1 - exp(-rate · interval)``: the probability that an event of constant hazard
+    ``rate`` happens within one ``interval`` (shared by :class:`ConstantRate` and
+    :class:`Death`, so that division and death at constant rates are the same law)."""
+    return -jnp.expm1(-rate * interval)
 
 
 class AbstractDivisionRule(eqx.Module):
-    """Gives each newborn cell the volume at which it will divide."""
+    """Decides which cells divide.
+
+    Each newborn cell draws a ``target`` (its memory of birth: a division volume, a
+    division age); at every update :meth:`divides` says, from each cell's volume, age
+    and target, which cells divide now.
+    """
 
     @abc.abstractmethod
     def target(self, birth_volume: Array, key: Array | None) -> Array:
-        """Division volume for cells born with ``birth_volume`` (no noise if ``key``
+        """What cells born with ``birth_volume`` will divide at (no noise if ``key``
         is ``None``)."""
+
+    @abc.abstractmethod
+    def divides(self, volume: Array, age: Array, target: Array, interval: float,
+                key: Array) -> Array:
+        """Boolean per slot: the cells (alive or not; the caller masks) that divide
+        at this update, ``interval`` after the previous one."""
+
+
+class AbstractSizeRule(AbstractDivisionRule):
+    """A size-control rule: a cell divides when its volume reaches its target."""
+
+    def divides(self, volume, age, target, interval, key):
+        return volume >= target
 
 
 def _noise(cv, key, shape, dtype):
@@ -110,7 +136,7 @@ def _noise(cv, key, shape, dtype):
     return jnp.clip(cv * jax.random.normal(key, shape, dtype), -0.9, 0.9)
 
 
-class Adder(AbstractDivisionRule):
+class Adder(AbstractSizeRule):
     """Divide after adding a volume Δ(1 + ε) since birth, ε ~ N(0, cv²): division
     volume ``V_b + Δ(1 + ε)``. Gives a slope of 1 of division on birth volume and
     ``<V_b> = Δ`` (Amir 2014 PRL 112:208102; observed in *E. coli* and *B. subtilis*:
@@ -130,7 +156,7 @@ class Adder(AbstractDivisionRule):
         return birth_volume + self.added * (1 + eps)
 
 
-class Sizer(AbstractDivisionRule):
+class Sizer(AbstractSizeRule):
     """Divide at a volume V*(1 + ε), ε ~ N(0, cv²), whatever the birth volume: slope 0
     of division on birth volume (Amir 2014)."""
 
@@ -146,6 +172,100 @@ class Sizer(AbstractDivisionRule):
     def target(self, birth_volume, key):
         eps = _noise(self.cv, key, birth_volume.shape, birth_volume.dtype)
         return jnp.broadcast_to(self.size * (1 + eps), birth_volume.shape)
+
+
+# Ages grow by repeated addition of the interval: a target that is a whole number of
+# intervals is reached up to rounding, which this slack (far below one interval) absorbs.
+_AGE_SLACK = 1e-6
+
+
+class Timer(AbstractDivisionRule):
+    r"""Divide at the age (time since birth) $T(1 + \varepsilon)$,
+    $\varepsilon \sim N(0, \mathrm{cv}^2)$, whatever the size: with exponential
+    growth $dV/dt = \lambda V$ the division volume is $V_d = V_b\,e^{\lambda T(1 +
+    \varepsilon)}$, a slope of $E[e^{\lambda T(1+\varepsilon)}] \approx 2$ of division
+    on birth volume when $\lambda T = \ln 2$ (Amir 2014). A timer has no size
+    homeostasis: $\ln V_b$ performs a random walk.
+
+    The :class:`Division` process keeps each cell's age (``("cellular", name,
+    "age")``, zero for founders unless given in ``y0``); a cell divides at the first
+    update at which its age has reached its target.
+
+    Arguments:
+        duration: the mean growth time $T$ (a scalar or one per slot).
+        cv: coefficient of variation of the growth time (default 0).
+
+    Examples:
+        >>> import jaxcell as jc
+        >>> from jaxcell.cellular import Division, Population, Timer
+        >>> pop = Population("cells", capacity=8, n_initial=1, growth_rate=0.1)
+        >>> div = Division("division", pop, Timer(1.0), interval=0.25)
+        >>> traj = jc.simulate([pop, div], 0.0, 2.0, saveat=[0.75, 1.0, 2.0])
+        >>> traj["cellular/cells/alive"].sum(axis=1).tolist()  # divides at ages 1, 2
+        [1.0, 2.0, 4.0]
+
+    References:
+        Amir, A. (2014). Cell size regulation in bacteria. Phys. Rev. Lett.
+        112:208102.
+    """
+
+    duration: Array
+    cv: Array
+
+    def __init__(self, duration: ArrayLike, cv: ArrayLike = 0.0):
+        self.duration = as_parameter_array("Timer", "duration", duration)
+        self.cv = as_parameter_array("Timer", "cv", cv)
+        check_parameters("Timer", {"duration": self.duration, "cv": self.cv},
+                         nonnegative=("duration", "cv"))
+
+    def target(self, birth_volume, key):
+        eps = _noise(self.cv, key, birth_volume.shape, birth_volume.dtype)
+        return jnp.broadcast_to(self.duration * (1 + eps), birth_volume.shape)
+
+    def divides(self, volume, age, target, interval, key):
+        return age + _AGE_SLACK * interval >= target
+
+
+class ConstantRate(AbstractDivisionRule):
+    r"""Divide at a constant rate $\lambda$ (memoryless): at every update each cell
+    divides with probability $1 - e^{-\lambda \Delta t}$, $\Delta t$ the interval,
+    whatever its size or age; the same law as :class:`Death`'s ``rate``. With death at
+    rate $\mu < \lambda$ the population goes extinct with probability
+    $(\mu/\lambda)^{N_0}$ in continuous time; the discrete process of step
+    $\Delta t$ is a Galton–Watson process whose extinction probability is the smallest
+    fixed point of its offspring generating function, and tends to that value as
+    $\Delta t \to 0$. The ``target`` a cell draws is unused (0).
+
+    Arguments:
+        rate: the division rate $\lambda$ (per time; a scalar or one per slot).
+
+    Examples:
+        >>> import jax
+        >>> import jaxcell as jc
+        >>> from jaxcell.cellular import ConstantRate, Division, Population
+        >>> pop = Population("cells", capacity=4096, n_initial=1000)
+        >>> div = Division("division", pop, ConstantRate(0.5), interval=0.1)
+        >>> traj = jc.simulate([pop, div], 0.0, 1.0, saveat=[1.0], key=jax.random.key(0))
+        >>> 1490 < int(traj["cellular/cells/alive"][-1].sum()) < 1730  # 1000·(2 - e^-0.05)^10
+        True
+
+    References:
+        Kendall, D. G. (1948). On the generalized "birth-and-death" process. Ann. Math.
+        Statist. 19:1–15.
+    """
+
+    rate: Array
+
+    def __init__(self, rate: ArrayLike):
+        self.rate = as_parameter_array("ConstantRate", "rate", rate)
+        check_parameters("ConstantRate", {"rate": self.rate}, nonnegative=("rate",))
+
+    def target(self, birth_volume, key):
+        return jnp.zeros_like(birth_volume)
+
+    def divides(self, volume, age, target, interval, key):
+        u = jax.random.uniform(key, volume.shape, volume.dtype)
+        return u < hazard_probability(self.rate, interval)
 
 
 # -- the discrete processes ------------------------------------------------------------
@@ -166,23 +286,29 @@ def _interval(owner: str, interval: Any) -> float:
 
 
 class Division(AbstractDiscreteProcess):
-    """Every ``interval``, each alive cell whose volume has reached its target divides.
+    """Every ``interval``, each alive cell that its ``rule`` says divides, divides.
 
-    The mother keeps its slot and the daughter takes the first free slot. The volume
-    is halved, both daughters record their birth volume and draw a new target from the
-    ``rule`` (:class:`Adder` or :class:`Sizer`), and every path in ``dividers`` is
-    split by its divider (:class:`Halve`, :class:`Copy`, :class:`Binomial`). Give a
-    divider for every other per-cell variable of the model; a slot's previous content
-    is otherwise left in the daughter.
+    The rule is a size rule (:class:`Adder`, :class:`Sizer`: the volume has reached
+    the target drawn at birth), a :class:`Timer` (the age has reached a drawn growth
+    time) or a :class:`ConstantRate` (a memoryless draw). The mother keeps its slot and
+    the daughter takes the first free slot. The volume is halved, both daughters record
+    their birth volume, restart their age at 0 and draw a new target from the rule, and
+    every path in ``dividers`` is split by its divider (:class:`Halve`, :class:`Copy`,
+    :class:`Binomial`). Give a divider for every other per-cell variable of the model;
+    a slot's previous content is otherwise left in the daughter.
 
     More dividing cells than free slots is a capacity overflow: an error is raised
     (through :func:`equinox.error_if`), never a silent drop.
 
     Division happens at the first update time after the target is reached, so the
     division volume overshoots by at most ``growth rate × interval`` relative: choose
-    ``interval`` small against the cell cycle. The owned ``target`` variable
-    (``("cellular", name, "target")``) holds each cell's division volume; founders get
-    the noise-free target of their initial volume.
+    ``interval`` small against the cell cycle. The process owns two per-cell
+    variables: ``("cellular", name, "target")``, what each cell drew at birth (its
+    division volume for a size rule, its division age for a :class:`Timer`, 0 for a
+    :class:`ConstantRate`; founders get the noise-free target of their initial volume),
+    and ``("cellular", name, "age")``, the time since birth at the last update (0 for
+    founders; give ``y0`` for asynchronous founders). Parameters of the rule are
+    scalars or one value per slot.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -209,8 +335,13 @@ class Division(AbstractDiscreteProcess):
         owner = f"Division {name!r}"
         pop = _population(owner, population)
         if not isinstance(rule, AbstractDivisionRule):
-            raise ModelError(f"{owner}: rule must be a division rule (Adder, Sizer); got "
-                             f"{type(rule).__name__}.")
+            raise ModelError(f"{owner}: rule must be a division rule (Adder, Sizer, "
+                             f"Timer, ConstantRate); got {type(rule).__name__}.")
+        for k, v in vars(rule).items():
+            if eqx.is_array(v) and v.shape not in ((), (pop.capacity,)):
+                raise ModelError(f"{owner}: the rule's parameter {k!r} must be a scalar "
+                                 f"or have shape ({pop.capacity},) (one per slot); got "
+                                 f"shape {v.shape}.")
         self.name = name
         self.interval = _interval(owner, interval)
         self.rule = rule
@@ -240,18 +371,25 @@ class Division(AbstractDiscreteProcess):
 
     @property
     def target_path(self) -> Path:
-        """``("cellular", name, "target")``: each cell's division volume."""
+        """``("cellular", name, "target")``: what each cell drew at birth (division
+        volume of a size rule, division age of a :class:`Timer`)."""
         return ("cellular", self.name, "target")
+
+    @property
+    def age_path(self) -> Path:
+        """``("cellular", name, "age")``: each cell's time since birth."""
+        return ("cellular", self.name, "age")
 
     def ports(self) -> Ports:
         cap = (self.capacity,)
         pop = {self._pop(v): Var(cap) for v in ("volume", "alive", "birth_volume")}
         reads: dict[Path, Var | None] = {**pop, **{p: None for p in self.divided}}
-        return Ports(owns={self.target_path: Var(cap)}, reads=reads,
-                     changes=(*pop, *self.divided))
+        return Ports(owns={self.target_path: Var(cap), self.age_path: Var(cap)},
+                     reads=reads, changes=(*pop, *self.divided))
 
     def initial_values(self) -> dict[Path, Array]:
-        return {self.target_path: self.target0}
+        return {self.target_path: self.target0,
+                self.age_path: jnp.zeros_like(self.target0)}
 
     def parameters(self) -> dict[str, Array]:
         return {k: v for k, v in vars(self.rule).items() if eqx.is_array(v)}
@@ -276,7 +414,11 @@ class Division(AbstractDiscreteProcess):
         v = state[self._pop("volume")]
         alive = state[self._pop("alive")]
         target = state[self.target_path]
-        dividing = (alive > 0.5) & (v >= target)
+        # ages advance by one interval for living cells (the slots of the dead freeze)
+        age = state[self.age_path] + self.interval * alive
+        # a key of its own, so that adding it left the other draws as they were
+        k_rule = jax.random.fold_in(key, 2**31 - 1)
+        dividing = (alive > 0.5) & rule.divides(v, age, target, self.interval, k_rule)
         free = alive <= 0.5
         n_div = jnp.sum(dividing)
         rank = jnp.cumsum(dividing) - 1
@@ -302,6 +444,7 @@ class Division(AbstractDiscreteProcess):
             self._pop("birth_volume"): place(state[self._pop("birth_volume")], half, half),
             self._pop("alive"): place(alive, alive, jnp.ones_like(alive)),
             self.target_path: place(target, born_m, born_d),
+            self.age_path: place(age, jnp.zeros_like(age), jnp.zeros_like(age)),
         }
         for p, divider, k in zip(self.divided, self.dividers, keys[2:]):
             x = state[p]
@@ -316,7 +459,8 @@ class Division(AbstractDiscreteProcess):
 class Death(AbstractDiscreteProcess):
     """Every ``interval``, each alive cell dies with probability
     ``1 - exp(-rate · interval)`` (a constant hazard ``rate``, a scalar or one per
-    slot), or when ``condition(t, x, p)`` is true for it. ``condition`` receives the
+    slot; the law of division at a :class:`ConstantRate`), or when
+    ``condition(t, x, p)`` is true for it. ``condition`` receives the
     paths in ``reads`` by alias and the parameters, and returns a boolean per slot.
     A dead cell's slot is freed (``alive = 0``) and its variables are frozen until a
     division reuses it.
@@ -394,7 +538,7 @@ class Death(AbstractDiscreteProcess):
         rate = checked_parameters(f"Death {self.name!r}", {"rate": self.params["rate"]},
                                   nonnegative=("rate",))["rate"]
         p = {**self.params, "rate": rate}
-        p_die = -jnp.expm1(-p["rate"] * self.interval)
+        p_die = hazard_probability(p["rate"], self.interval)
         die = jax.random.uniform(key, alive.shape, alive.dtype) < p_die
         if self.condition is not None:
             x = {a: state[p] for a, p in self.reads_.items()}

@@ -10,6 +10,7 @@ from ._library import (
     goodwin as goodwin,
 )
 from ._library import (
+    huang_ferrell_mapk as huang_ferrell_mapk,
     kholodenko_mapk as kholodenko_mapk,
 )
 from ._library import (

@@ -233,3 +233,55 @@ def kholodenko_mapk(ki: float = 9.0, *, name: str = "mapk") -> ReactionNetwork:
     species = {"MKKK": 90.0, "MKKK_P": 10.0, "MKK": 280.0, "MKK_P": 10.0, "MKK_PP": 10.0,
                "MAPK": 280.0, "MAPK_P": 10.0, "MAPK_PP": 10.0}
     return ReactionNetwork(name, species, reactions, params)
+
+
+def huang_ferrell_mapk(
+    e1: float = 3e-5,
+    *,
+    a: float = 1000.0,
+    d: float = 150.0,
+    k: float = 150.0,
+    totals: dict[str, float] | None = None,
+    name: str = "huang_ferrell",
+) -> ReactionNetwork:
+    r"""The MAPK cascade of Huang & Ferrell (1996) in full mass action (22 species).
+
+    Ten enzymatic steps, each :math:`E + S \rightleftharpoons ES \to E + P` with
+    association ``a`` (µM⁻¹ s⁻¹), dissociation ``d`` and catalysis ``k`` (s⁻¹), the
+    same for every step (Km = (d + k)/a = 0.3 µM): MAPKKK is activated by E1 and
+    inactivated by E2; MAPKK and MAPK are each phosphorylated twice by the active kinase
+    above them and dephosphorylated twice by their phosphatase. Species (µM): ``KKK``,
+    ``KKKs`` (MAPKKK*), ``KK``, ``KKP``, ``KKPP``, ``K``, ``KP``, ``KPP``, the enzymes
+    ``E1``, ``E2``, ``KKPase``, ``KPase`` and ten complexes ``X_Y``. Totals (defaults,
+    µM): MAPKKK 3e-3, E2 3e-4, MAPKK 1.2, MAPKK-Pase 3e-4, MAPK 1.2, MAPK-Pase 0.12;
+    ``e1`` is the input. Seven conservation laws (the enzyme and kinase totals).
+
+    The steady-state response of MAPK-PP to E1 is as steep as a Hill function of
+    coefficient 4.9 (free species; 1.7 for MAPKK-PP and 1.0 for MAPKKK*).
+
+    References:
+        Huang, C.-Y. F. & Ferrell, J. E. (1996). Ultrasensitivity in the
+        mitogen-activated protein kinase cascade. PNAS 93:10078–10083
+        (BIOMD0000000009).
+    """
+    tot = {"KKK": 3e-3, "E2": 3e-4, "KK": 1.2, "KKPase": 3e-4, "K": 1.2, "KPase": 0.12}
+    tot.update(totals or {})
+    steps = [  # (enzyme, substrate, product)
+        ("E1", "KKK", "KKKs"), ("E2", "KKKs", "KKK"),
+        ("KKKs", "KK", "KKP"), ("KKKs", "KKP", "KKPP"),
+        ("KKPase", "KKP", "KK"), ("KKPase", "KKPP", "KKP"),
+        ("KKPP", "K", "KP"), ("KKPP", "KP", "KPP"),
+        ("KPase", "KP", "K"), ("KPase", "KPP", "KP"),
+    ]
+    species = {"KKK": tot["KKK"], "KKKs": 0.0, "E1": e1, "E2": tot["E2"],
+               "KK": tot["KK"], "KKP": 0.0, "KKPP": 0.0, "KKPase": tot["KKPase"],
+               "K": tot["K"], "KP": 0.0, "KPP": 0.0, "KPase": tot["KPase"]}
+    reactions = []
+    for i, (enz, sub, prod) in enumerate(steps, start=1):
+        cplx = f"{sub}_{enz}"
+        species[cplx] = 0.0
+        reactions += [
+            Reaction(f"bind{i}", f"{enz} + {sub}", cplx, MassAction("a", "d")),
+            Reaction(f"cat{i}", cplx, f"{enz} + {prod}", MassAction("k")),
+        ]
+    return ReactionNetwork(name, species, reactions, {"a": a, "d": d, "k": k})

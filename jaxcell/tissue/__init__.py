@@ -1,6 +1,7 @@
-"""Tissue scale: grids and diffusing fields (finite volumes), neighbour graphs and
-contact signalling."""
+"""Tissue scale: grids and diffusing fields (finite volumes), chemotaxis, neighbour
+graphs, contact signalling and cell mechanics."""
 
+from ._chemotaxis import Chemotaxis as Chemotaxis
 from ._contact import ContactAverage as ContactAverage
 from ._exchange import AbstractCellsOnField as AbstractCellsOnField
 from ._exchange import FieldExchange as FieldExchange
@@ -16,4 +17,7 @@ from ._lattice import Neighbours as Neighbours
 from ._lattice import from_positions as from_positions
 from ._lattice import hex_lattice as hex_lattice
 from ._lattice import square_lattice as square_lattice
+from ._mechanics import AbstractPotential as AbstractPotential
+from ._mechanics import PhysiCell as PhysiCell
 from ._mechanics import SoftSpheres as SoftSpheres
+from ._mechanics import Springs as Springs
