@@ -137,7 +137,10 @@ def _conservation_basis(f, x0: Array, key: Array) -> tuple[Array, Array]:
     scale = jnp.maximum(jnp.max(jnp.abs(x0)), 1.0) * 0.1
     noise = jax.random.normal(key, (3, n), dtype=x0.dtype)
     states = [x0] + [jnp.abs(x0) * jnp.exp(0.3 * z) + scale * jnp.abs(z) for z in noise]
-    jac = jnp.concatenate([jax.jacfwd(f)(s) for s in states], axis=1)
+    # a law c must satisfy c·J(x) = 0 and c·f(x) = 0 (a direction in which f is a
+    # nonzero constant is not conserved)
+    cols = [jax.jacfwd(f)(s) for s in states] + [f(s)[:, None] for s in states]
+    jac = jnp.concatenate(cols, axis=1)
     jac = jax.lax.stop_gradient(jnp.where(jnp.isfinite(jac), jac, 0.0))
     u, s, _ = jnp.linalg.svd(jac, full_matrices=True)
     rtol = CONSERVATION_RTOL if x0.dtype == jnp.float64 else 1e-4
@@ -320,6 +323,9 @@ def _steady_state(comp: Composite, state0: State, t, args, *, conservation: bool
         used = ~ok
     x_star, ok2 = _newton(g, jax.lax.stop_gradient(x_start), tol, max_steps)
     ok2 = ok2 & ~_left_orthant(x_star, x0, tol[1])
+    res = jnp.max(jnp.abs(f(x_star)))
+    f_scale = jnp.max(jnp.abs(f(x0)))
+    ok2 = ok2 & (res <= 1e-7 * f_scale + 1e-10 * (1.0 + jnp.max(jnp.abs(x_star))))
     if throw:
         x_star = eqx.error_if(
             x_star, ~ok2,
@@ -331,7 +337,7 @@ def _steady_state(comp: Composite, state0: State, t, args, *, conservation: bool
     full = comp.derived_at(t, unravel(x_star), args)
     return SteadyState(
         t=t, y=x_star, state=StateAt(full, comp.spec), jacobian=jac, eigenvalues=eig,
-        conservation=basis, conserved=conserved, residual=jnp.max(jnp.abs(f(x_star))),
+        conservation=basis, conserved=conserved, residual=res,
         converged=ok2, integrated=used,
     )
 
