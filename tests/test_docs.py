@@ -71,6 +71,7 @@ EXECUTED_PAGES = (
     pytest.param("concepts/hybrid-neural.md", marks=pytest.mark.slow),
     pytest.param("concepts/sensitivity.md", marks=pytest.mark.slow),
     pytest.param("concepts/discovery.md", marks=pytest.mark.slow),
+    pytest.param("concepts/steady-states.md", marks=pytest.mark.slow),
 )
 
 

@@ -270,10 +270,15 @@ def continuation(
         parameter: a parameter name (``"toggle.alpha1"``, as in
             ``model.parameters()``) or a function ``(model, p) -> model`` that sets
             several (e.g. ``alpha1`` and ``alpha2`` together).
-        p0, p1: start and end of the sweep (either order).
-        y0, args, t, conservation: as for :func:`steady_state`.
-        ds, ds_min, ds_max: initial, smallest and largest step, as fractions of
-            ``|p1 - p0|`` in the scaled coordinates.
+        p0: start of the sweep (the branch starts at the steady state there).
+        p1: end of the sweep (either side of ``p0``).
+        y0: initial-state overrides, as for :func:`steady_state`.
+        args: passed to the processes.
+        t: the time at which the vector field is evaluated.
+        conservation: use the linear conservation laws (as for :func:`steady_state`).
+        ds: the initial step, a fraction of ``|p1 - p0|`` in the scaled coordinates.
+        ds_min: the smallest step before giving up.
+        ds_max: the largest step.
         max_points: the most points stored.
         tol: Newton's tolerance (relative step size) and the bisection tolerance.
         locate: locate bifurcations (``False``: only detect nothing; trace the branch).

@@ -244,7 +244,8 @@ def steady_state(
         args: passed to the processes.
         t: the time at which to evaluate the vector field (for autonomous models, any).
         conservation: ``True`` (detect) or ``False``.
-        rtol, atol: Newton's tolerances on the state.
+        rtol: Newton's relative tolerance on the state.
+        atol: Newton's absolute tolerance on the state.
         max_steps: Newton's iteration limit.
         integrate: the integration horizon of the fallback; ``None`` for Newton only.
         solver: the fallback's diffrax solver (default: :func:`jaxcell.default_solver`).

@@ -69,8 +69,8 @@ class Chemotaxis(AbstractContinuousProcess):
     order, so the linear stability of the discrete model is that of the continuous one
     with ``k²`` replaced by the discrete Laplacian's symbol ``(4/h²) sin²(k h/2)``.
 
-    With two :class:`~jaxcell.tissue.DiffusingField`\ s (``u`` with ``D_u``, ``v`` with
-    ``D_v`` and ``decay = β``) and a production term ``α u`` for ``v`` (a
+    With two :class:`~jaxcell.tissue.DiffusingField` processes (``u`` with ``D_u``,
+    ``v`` with ``D_v`` and ``decay = β``) and a production term ``α u`` for ``v`` (a
     :class:`jaxcell.Coupling`), this is the Keller–Segel model
     ``u_t = D_u Δu − χ ∇·(u∇v)``, ``v_t = D_v Δv + α u − β v``.
 
@@ -91,7 +91,7 @@ class Chemotaxis(AbstractContinuousProcess):
         chi: ``χ``.
 
     Raises:
-        ModelError: for fields that are not ``DiffusingField``\ s, grids that differ,
+        ModelError: for fields that are not a ``DiffusingField``, grids that differ,
             Dirichlet conditions on the density, periodic axes that do not match, or a
             negative or NaN ``chi``.
 

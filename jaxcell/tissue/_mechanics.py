@@ -190,14 +190,20 @@ class PhysiCell(AbstractPotential):
                                                                     "rho"))
         contact = radius[:, None] + radius[None, :]
         reach = (rho * radius)[:, None] + (rho * radius)[None, :]
-        rep = jnp.sqrt(c_rep[:, None] * c_rep[None, :])
+        rep = _sqrt(c_rep[:, None] * c_rep[None, :])
         adh = c_adh[:, None] * c_adh[None, :]
         if self.types is not None:
             a = p["affinity"][self.types[:, None], self.types[None, :]]
             adh = adh * a * a.T
         push = rep * jnp.maximum(1.0 - d / contact, 0.0) ** 2
-        pull = jnp.sqrt(adh) * jnp.maximum(1.0 - d / reach, 0.0) ** 2
+        pull = _sqrt(adh) * jnp.maximum(1.0 - d / reach, 0.0) ** 2
         return push - pull
+
+
+def _sqrt(x: Array) -> Array:
+    """``sqrt(x)`` with a finite (zero) derivative at ``x = 0`` (a strength of 0)."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
 class SoftSpheres(AbstractContinuousProcess):
@@ -232,9 +238,11 @@ class SoftSpheres(AbstractContinuousProcess):
         radius: a scalar or one per cell (non-negative).
         potential: an :class:`AbstractPotential` (default ``Springs()`` with the
             three arguments below).
-        stiffness, adhesion, adhesion_range: shorthand for
-            ``potential=Springs(stiffness, adhesion, adhesion_range)`` (defaults 1, 0,
-            0); not allowed together with ``potential``.
+        stiffness: shorthand for ``potential=Springs(stiffness=...)`` (default 1);
+            not allowed together with ``potential``, like the next two.
+        adhesion: shorthand for ``potential=Springs(adhesion=...)`` (default 0).
+        adhesion_range: shorthand for ``potential=Springs(adhesion_range=...)``
+            (default 0).
         drag: the drag coefficient (positive, default 1).
         population: optional :class:`jaxcell.cellular.Population` whose alive mask
             says which slots hold cells.
