@@ -11,6 +11,12 @@ from ._continuation import (
 from ._continuation import (
     continuation as continuation,
 )
+from ._limit_cycle import (
+    LimitCycle as LimitCycle,
+)
+from ._limit_cycle import (
+    limit_cycle as limit_cycle,
+)
 from ._morris import (
     MorrisIndices as MorrisIndices,
 )
