@@ -5,6 +5,7 @@ two-species theory: no unstable mode just below the critical diffusion ratio
 d_c = 8.56763, unstable modes just above it, and the fastest-growing mode of a
 simulation in its linear regime is the one the theory predicts."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,9 +70,9 @@ def test_pattern_forms_just_above_the_critical_ratio_and_not_below():
     assert _theory_growth(above).max() > 0
     # the discretised composite model has the same spectrum
     np.testing.assert_allclose(_jacobian_growth(below), _theory_growth(below).max(),
-                               rtol=1e-8, atol=1e-12)
+                               rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(_jacobian_growth(above), _theory_growth(above).max(),
-                               rtol=1e-8, atol=1e-12)
+                               rtol=1e-10, atol=1e-12)
     assert _jacobian_growth(below) < 0 < _jacobian_growth(above)
 
 
@@ -85,14 +86,18 @@ def test_fastest_growing_mode_of_a_simulation_matches_linear_stability():
     u0[0, 0] += 1e-6
     model = _model(d, u0, np.full((N, 1), V_STAR))
     t1 = 40.0
-    traj = jc.simulate(model, 0.0, t1, saveat=[t1])
+    traj = jc.simulate(model, 0.0, t1, saveat=[t1 / 2, t1],
+                       stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-14))
+    u_half = np.asarray(traj["tissue/u/concentration"][0])[:, 0] - U_STAR
     u = np.asarray(traj["tissue/u/concentration"][-1])[:, 0] - U_STAR
     spectrum = np.abs(np.fft.rfft(u))
     assert int(np.argmax(spectrum)) == m_fast
     # still linear (the mode's amplitude in each cell, 2 |F_m| / N, is below 1e-2) and
     # it grew at the predicted rate (the one-cell pulse gives each mode |F_m| = 1e-6)
     assert 2 * spectrum.max() / N < 1e-2
-    growth = np.log(spectrum[m_fast] / (1e-6)) / t1
-    np.testing.assert_allclose(growth, sigma[m_fast], rtol=0.05)
+    # the growth rate between t1/2 and t1 (the slower eigen-component of the mode has
+    # decayed by then) is the theory's to 1 % (catalogue T2, test 2)
+    growth = np.log(spectrum[m_fast] / np.abs(np.fft.rfft(u_half))[m_fast]) / (t1 / 2)
+    np.testing.assert_allclose(growth, sigma[m_fast], rtol=0.01)
     # and the wavenumber is the continuum fastest one, 0.4867 sqrt(gamma), to the grid
     np.testing.assert_allclose(2 * np.pi * m_fast / (N * H), 0.4867, atol=2 * np.pi / (N * H))
