@@ -137,6 +137,24 @@ def test_failed_solve_is_minus_infinity_not_nan():
     assert not np.isnan(float(grad))
 
 
+def test_non_finite_parameter_is_minus_infinity_not_an_error():
+    """A leapfrog step far out in unconstrained space maps to an infinite parameter:
+    the log density is -inf (the proposal is rejected), not an error from the model's
+    own parameter checks (found by simulation-based calibration of B1)."""
+    lv = jc.models.lotka_volterra()
+    ts = jnp.linspace(0.0, 2.0, 5)
+    model = numpyro_model(
+        lambda th: jc.simulate(lv.replace_parameters({"delta": th["delta"]}), 0.0, 2.0,
+                               saveat=ts, solver=diffrax.Tsit5(), throw=False),
+        {"delta": dist.TruncatedNormal(1.8, 0.5, low=0.0)},
+        lambda traj, th: dist.Normal(traj["x"], 0.1))
+    data = jnp.ones(5)
+    assert np.isfinite(float(log_density(model, {"delta": 1.8}, data)))
+    assert float(log_density(model, {"delta": jnp.inf}, data)) == -np.inf
+    grad = jax.grad(lambda d: log_density(model, {"delta": d}, data))(1.8)
+    assert np.isfinite(float(grad))
+
+
 def test_nuts_rejects_failed_solves():
     model, data = _blowup_model()
     result = sample_nuts(model, data, key=jax.random.key(5), num_warmup=100,

@@ -39,6 +39,7 @@ from .._trajectory import Trajectory
 from ._objective import Objective
 
 _FAILED = "solve_failed"
+_NON_FINITE = "non_finite_parameter"
 
 
 def _sanitise(prediction: Any, ok: jax.Array) -> Any:
@@ -72,6 +73,9 @@ def numpyro_model(
        throw=False)``. ``simulate_fn`` may return a :class:`jaxcell.Trajectory`, or a
        pair ``(prediction, success)`` of any pytree and a boolean;
     3. adds a factor ``log p = 0`` if the solve succeeded and ``-inf`` if it failed
+       or a drawn value is not finite (site ``"non_finite_parameter"``: the model is
+       then simulated at a fixed draw of the priors instead, so its own checks on
+       parameter values do not abort sampling)
        (site ``"solve_failed"``), and replaces the failed solve's values by ones, so
        the log density is exactly ``-inf`` (never NaN) and NUTS rejects the proposal;
     4. observes ``numpyro.sample(obs_name, likelihood(sim, theta), obs=data)``. With
@@ -116,14 +120,22 @@ def numpyro_model(
                 f"numpyro_model: priors[{name!r}] must be a numpyro distribution; got "
                 f"{type(prior).__name__}."
             )
-    if obs_name in priors or _FAILED in priors:
+    if obs_name in priors or _FAILED in priors or _NON_FINITE in priors:
         raise InferenceError(
             f"numpyro_model: prior names must differ from the observed site {obs_name!r} and from "
-            f"{_FAILED!r}."
+            f"{_FAILED!r} and {_NON_FINITE!r}."
         )
+
+    # A value inside each prior's support, used in place of a non-finite proposal (an
+    # unconstrained coordinate far out in a leapfrog step maps to inf): the model's own
+    # checks would otherwise abort the whole run instead of rejecting the proposal.
+    fallback = {name: prior.sample(jax.random.key(0)) for name, prior in priors.items()}
 
     def model(data=None):
         theta = {name: numpyro.sample(name, prior) for name, prior in priors.items()}
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in theta.values()]))
+        numpyro.factor(_NON_FINITE, jnp.where(finite, 0.0, -jnp.inf))
+        theta = {name: jnp.where(finite, v, fallback[name]) for name, v in theta.items()}
         sim = simulate_fn(theta)
         if isinstance(sim, Trajectory):
             ok = jnp.all(sim.success)
