@@ -208,7 +208,8 @@ def _hare_lynx_model():
                            throw=False)
 
     def likelihood(traj, th):
-        z = jnp.stack([traj["x"], traj["y"]], axis=-1)
+        # populations are positive; a solver's round-off below zero is clipped
+        z = jnp.maximum(jnp.stack([traj["x"], traj["y"]], axis=-1), 1e-300)
         return dist.LogNormal(jnp.log(z), th["sigma"])
 
     priors = {

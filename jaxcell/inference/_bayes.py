@@ -73,7 +73,7 @@ def numpyro_model(
        throw=False)``. ``simulate_fn`` may return a :class:`jaxcell.Trajectory`, or a
        pair ``(prediction, success)`` of any pytree and a boolean;
     3. adds a factor ``log p = 0`` if the solve succeeded and ``-inf`` if it failed
-       or a drawn value is not finite (site ``"non_finite_parameter"``: the model is
+       (or returned non-finite values) or a drawn value is not finite (site ``"non_finite_parameter"``: the model is
        then simulated at a fixed draw of the priors instead, so its own checks on
        parameter values do not abort sampling)
        (site ``"solve_failed"``), and replaces the failed solve's values by ones, so
@@ -146,6 +146,11 @@ def numpyro_model(
                 "numpyro_model: simulate_fn must return a jaxcell.Trajectory or a pair "
                 f"(prediction, success); got {type(sim).__name__}."
             )
+        # a solve that "succeeded" with non-finite values (overflow) is a failure too
+        leaves = [x for x in jax.tree_util.tree_leaves(sim) if isinstance(x, jax.Array)
+                  and jnp.issubdtype(x.dtype, jnp.floating)]
+        if leaves:
+            ok = ok & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
         numpyro.factor(_FAILED, jnp.where(ok, 0.0, -jnp.inf))
         sim = _sanitise(sim, ok)
         numpyro.sample(obs_name, likelihood(sim, theta), obs=data)
