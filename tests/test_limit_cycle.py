@@ -57,12 +57,12 @@ def test_brusselator_cycle_period_and_floquet():
         mu = np.asarray(lc.multipliers)
         np.testing.assert_allclose(mu[0], 1.0, atol=1e-7)
         # Liouville: det(monodromy) = exp(integral of the trace of J over one period)
-        orbit = solve_ivp(lambda t, z: [1 - (b + 1) * z[0] + z[0] ** 2 * z[1],
-                                        b * z[0] - z[0] ** 2 * z[1]],
+        orbit = solve_ivp(lambda t, z, b=b: [1 - (b + 1) * z[0] + z[0] ** 2 * z[1],
+                                             b * z[0] - z[0] ** 2 * z[1]],
                           (0, float(lc.period)), np.asarray(lc.y), method="DOP853",
                           rtol=1e-12, atol=1e-12, dense_output=True)
 
-        def trace(t):
+        def trace(t, orbit=orbit, b=b):
             x, y = orbit.sol(t)
             return -(b + 1) + 2 * x * y - x * x
 

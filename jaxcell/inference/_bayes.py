@@ -73,9 +73,9 @@ def numpyro_model(
        throw=False)``. ``simulate_fn`` may return a :class:`jaxcell.Trajectory`, or a
        pair ``(prediction, success)`` of any pytree and a boolean;
     3. adds a factor ``log p = 0`` if the solve succeeded and ``-inf`` if it failed
-       (or returned non-finite values) or a drawn value is not finite (site ``"non_finite_parameter"``: the model is
-       then simulated at a fixed draw of the priors instead, so its own checks on
-       parameter values do not abort sampling)
+       (or returned non-finite values) or a drawn value is not finite (site
+       ``"non_finite_parameter"``: the model is then simulated at a fixed draw of the
+       priors instead, so its own checks on parameter values do not abort sampling)
        (site ``"solve_failed"``), and replaces the failed solve's values by ones, so
        the log density is exactly ``-inf`` (never NaN) and NUTS rejects the proposal;
     4. observes ``numpyro.sample(obs_name, likelihood(sim, theta), obs=data)``. With

@@ -11,6 +11,8 @@ from ._library import (
 )
 from ._library import (
     huang_ferrell_mapk as huang_ferrell_mapk,
+)
+from ._library import (
     kholodenko_mapk as kholodenko_mapk,
 )
 from ._library import (
