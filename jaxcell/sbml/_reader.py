@@ -82,6 +82,9 @@ class ModelIR:
     local_values: tuple[tuple[str, float], ...]  # ("rid.lid", value)
     conversion: str | None  # model conversionFactor
     source: str
+    # the document as libsbml read it (units, names and notes for export); not part of
+    # the model's identity
+    document: str = dataclasses.field(default="", compare=False, repr=False)
 
 
 def _read_document(source: str | os.PathLike) -> tuple[libsbml.SBMLDocument, str]:
@@ -293,4 +296,5 @@ def read_sbml(source: str | os.PathLike) -> ModelIR:
         local_values=tuple(local_values),
         conversion=m.getConversionFactor() if m.isSetConversionFactor() else None,
         source=label,
+        document=libsbml.writeSBMLToString(doc),
     )
