@@ -126,16 +126,28 @@ def test_composite_of_ode_coupling_and_assignment():
     _close(np.asarray(ours["molecular/obs/y"]), theirs["y"], "y")
 
 
-def test_unexpressible_parts_are_named():
+def test_neural_rate_law_is_written_out_and_unexpressible_parts_are_named():
+    """A small MLP rate law becomes an explicit formula with its weights, which
+    roadrunner runs to the same trajectory; what has no MathML form is refused by
+    name."""
     import equinox as eqx
     import jax
 
-    mlp = eqx.nn.MLP(1, 1, 4, 1, key=jax.random.key(0))
+    mlp = eqx.nn.MLP(1, 1, 4, 1, activation=jax.nn.softplus, key=jax.random.key(0))
     net = jc.ReactionNetwork(
-        "hybrid", {"A": 1.0},
-        [jc.Reaction("learned", "A", "", jc.Custom(lambda s, p: mlp(s["A"][None])[0]))])
-    with pytest.raises(ExportError, match=r"hybrid.*reaction 'learned'.*array"):
-        export_sbml(net)
+        "hybrid", {"A": 1.0, "B": 0.0},
+        [jc.Reaction("learned", "A", "B",
+                     jc.Custom(lambda s, p: s["A"] * jax.nn.sigmoid(mlp(s["A"][None])[0])))])
+    ts = np.linspace(0.0, 3.0, 7)
+    theirs = _roadrunner(export_sbml(net), ts)
+    ours = jc.simulate(net, 0.0, 3.0, saveat=jnp.asarray(ts), stepsize_controller=TIGHT)
+    _close(np.asarray(ours["B"]), theirs["B"], "B")
+
+    loop = jc.ReactionNetwork(
+        "looped", {"A": 1.0},
+        [jc.Reaction("cum", "A", "", jc.Custom(lambda s, p: jnp.cumsum(s["A"] * jnp.ones(3))[-1]))])
+    with pytest.raises(ExportError, match=r"looped.*reaction 'cum'.*'cumsum'"):
+        export_sbml(loop)
     vec = jc.ODE("v", {"x": jnp.ones(3)}, lambda t, y, p: {"x": -y["x"]})
     with pytest.raises(ExportError, match=r"ODE 'v', variable 'x'.*shape \(3,\)"):
         export_sbml(vec)
@@ -212,3 +224,47 @@ def test_petab_model_export_matches_jaxcell(xml, tmp_path):
     checked = [_close(ours.value(s), theirs[s], f"{xml.parent.name}: {s}")
                for s in model.state_ids if s in theirs]
     assert checked
+
+
+def test_events_written_in_code_against_roadrunner():
+    """A periodic dose (a schedule with stop) and a threshold event (a real-valued
+    condition, located by root finding) written with jc.Event."""
+    decay = jc.ODE("drug", {"x": 0.0}, lambda t, y, p: {"x": -p["k"] * y["x"]},
+                   parameters={"k": 0.5})
+    net = jc.ReactionNetwork("r", {"A": 2.0}, [jc.Reaction("use", "A", "", jc.MassAction("ka"))],
+                             {"ka": 0.3})
+    dose = jc.Event("dose", lambda t, x, p: {"x": x["x"] + p["amount"]}, period=2.0,
+                    stop=6.0, changes={"x": "molecular/drug/x"}, parameters={"amount": 1.0})
+    refill = jc.Event("refill", lambda t, x, p: {"A": x["A"] + 2.0 * x["x"]},
+                      lambda t, x, p: 0.8 - x["A"], reads={"x": "molecular/drug/x"},
+                      changes={"A": "molecular/r/species/A"})
+    model = jc.Composite([decay, net, dose, refill])
+    xml = export_sbml(model)
+    doc = libsbml.readSBMLFromString(xml)
+    assert doc.getModel().getNumEvents() == 5  # four doses (t = 0, 2, 4, 6) and refill
+    ts = np.linspace(0.0, 9.0, 19)
+    theirs = _roadrunner(xml, ts)
+    ours = jc.simulate(model, 0.0, 9.0, saveat=jnp.asarray(ts), stepsize_controller=TIGHT)
+    _close(np.asarray(ours["molecular/drug/x"]), theirs["x"], "x", tol=1e-6)
+    _close(np.asarray(ours["A"]), theirs["A"], "A", tol=1e-6)
+    assert np.any(np.diff(theirs["A"]) > 0)  # the refill fired (A only decays otherwise)
+
+
+def test_discovered_model_is_written_as_its_equations():
+    """A model found by jc.discovery (Lotka–Volterra from its own trajectory) exported
+    and run by roadrunner: the same trajectory as jaxcell's run of the discovered
+    model."""
+    from jaxcell import discovery as dc
+
+    lv = jc.models.lotka_volterra()
+    ts = np.linspace(0.0, 5.0, 201)
+    traj = jc.simulate(lv, 0.0, 5.0, saveat=jnp.asarray(ts), stepsize_controller=TIGHT)
+    xs = np.stack([np.asarray(traj["x"]), np.asarray(traj["y"])], axis=1)
+    found = dc.discover(ts, xs, dc.PolynomialLibrary(2), variables="xy",
+                        optimizer=dc.STLSQ(0.1))
+    xml = export_sbml(found.model)
+    theirs = _roadrunner(xml, ts[::20])
+    ours = jc.simulate(found.model, 0.0, 5.0, saveat=jnp.asarray(ts[::20]),
+                       stepsize_controller=TIGHT)
+    for v in "xy":
+        _close(np.asarray(ours[f"molecular/discovered/{v}"]), theirs[v], v)

@@ -29,12 +29,16 @@ import os
 import re
 from collections.abc import Mapping
 
+import jax
+import jax.numpy as jnp
 import libsbml
 import numpy as np
 
 from .._composite import Composite
+from .._event import Event as CodeEvent
 from .._generic import ODE, Assignment, Coupling
-from .._process import AbstractProcess
+from .._process import AbstractContinuousProcess, AbstractProcess
+from .._state import StateView
 from ..molecular import ReactionNetwork
 from ..molecular._ratelaws import (
     Custom,
@@ -43,9 +47,9 @@ from ..molecular._ratelaws import (
     MassAction,
     MichaelisMenten,
 )
-from ._jaxpr import ExportError, expression_tree
+from ._jaxpr import ExportError, expression_tree, trace_arrays
 from ._model import SBMLModel
-from ._reader import ModelIR, Reaction, SpeciesRef, Symbol
+from ._reader import Event, ModelIR, Reaction, SpeciesRef, Symbol
 from ._write import write_document
 
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -110,6 +114,9 @@ class _Builder:
         self.rate_rule_order: list[str] = []
         self.assignment_rules: list[tuple[str, tuple]] = []
         self.paths: dict[tuple, str] = {}  # state path (with label) -> id
+        self.vectors: dict[tuple, tuple[str, ...]] = {}  # network species path -> ids
+        self.labels: dict[tuple, tuple[str, ...]] = {}
+        self.events: list[Event] = []
         self.species_ids: set[str] = set()
         self.pending: list = []  # (process, kind) resolved after every variable has an id
 
@@ -121,10 +128,13 @@ class _Builder:
                               "as part of a composite.")
         if isinstance(proc, ReactionNetwork):
             held = ~np.any(np.asarray(proc.structure["N"]) != 0.0, axis=1)
+            self.labels[proc.path] = tuple(proc.species)
             for name, x0, h in zip(proc.species, np.asarray(proc.x0), held):
                 sid = self.ids.new(name, proc.name)
                 self.paths[(*proc.path, name)] = sid
                 self.species_ids.add(sid)
+                self.vectors.setdefault(proc.path, ())
+                self.vectors[proc.path] += (sid,)
                 self.symbols.append(Symbol(sid, "species", False, float(x0),
                                            compartment=_COMPARTMENT,
                                            initial_is_concentration=True,
@@ -144,13 +154,31 @@ class _Builder:
             sid = self.ids.new(proc.target[-1], proc.name)
             self.paths[proc.target] = sid
             self.symbols.append(Symbol(sid, "parameter", False, None))
+        elif isinstance(proc, CodeEvent):
+            if proc.cells:
+                raise ExportError(f"Event {proc.name!r}: a per-cell event ({proc.cells} "
+                                  "cells) has no SBML form.")
+        elif isinstance(proc, AbstractContinuousProcess) and not isinstance(proc, Coupling):
+            init = proc.initial_values()
+            for path, var in proc.ports().owns.items():
+                where = f"{type(proc).__name__} {proc.name!r}, variable {path[-1]!r}"
+                if var.shape != ():
+                    raise ExportError(f"{where}: has shape {var.shape}; only scalar "
+                                      "variables can be written as SBML.")
+                sid = self.ids.new(path[-1], proc.name)
+                self.paths[tuple(path)] = sid
+                self.symbols.append(Symbol(sid, "parameter", False,
+                                           _scalar(init[path], where)))
+                self.rate_terms[sid] = []
+                self.rate_rule_order.append(sid)
         elif isinstance(proc, Coupling):
             pass
         else:
             raise ExportError(f"{type(proc).__name__} {getattr(proc, 'name', '')!r}: this "
                               "kind of process has no SBML form; export_sbml writes "
-                              "reaction networks, ODE, Coupling and Assignment processes "
-                              "and imported SBML models.")
+                              "continuous processes with scalar variables (reaction "
+                              "networks, ODE, Coupling, discovered models, ...), "
+                              "Assignment and Event processes, and imported SBML models.")
         self.pending.append(proc)
 
     @staticmethod
@@ -179,6 +207,116 @@ class _Builder:
                               f"{'/'.join(map(str, path))!r} (as {alias!r}), which no "
                               "exported process provides as a scalar.")
         return _name(sid)
+
+    def value_of(self, proc, path) -> np.ndarray:
+        """The SBML symbols of a state path (or labelled component) as an object array
+        of name trees: 0-d for a scalar, 1-d for a network's species vector."""
+        path = tuple(path)
+        if path in self.paths:
+            out = np.empty((), dtype=object)
+            out[()] = _name(self.paths[path])
+            return out
+        if path in self.vectors:
+            out = np.empty(len(self.vectors[path]), dtype=object)
+            for i, sid in enumerate(self.vectors[path]):
+                out[i] = _name(sid)
+            return out
+        raise ExportError(f"{type(proc).__name__} {proc.name!r}: uses "
+                          f"{'/'.join(map(str, path))!r}, which no exported process "
+                          "provides.")
+
+    def add_rate(self, proc, path, value: np.ndarray) -> None:
+        """Add a derivative contribution: to an ODE variable's rate rule, or to a
+        species as a reaction with no reactants whose rate is the term."""
+        path = tuple(path)
+        sid = self.paths.get(path)
+        if sid in self.rate_terms:
+            self.rate_terms[sid].append(np.asarray(value, dtype=object).reshape(()).item())
+            return
+        if path in self.vectors:
+            ids = self.vectors[path]
+            terms = np.broadcast_to(np.asarray(value, dtype=object), (len(ids),))
+            for sid, term in zip(ids, terms):
+                if term == ("num", 0.0):
+                    continue
+                rid = self.ids.new(f"{proc.name}_{sid}")
+                self.reactions.append(Reaction(rid, (SpeciesRef(sid, ("num", 1.0), 1),),
+                                               term, ()))
+            return
+        raise ExportError(f"{type(proc).__name__} {proc.name!r}: changes "
+                          f"{'/'.join(map(str, path))!r}, which is not a scalar ODE "
+                          "variable or a species vector.")
+
+    def _generic(self, proc) -> None:
+        """Any continuous process: ``rates`` traced on the SBML symbols it can read."""
+        ports = proc.ports()
+        paths = list(dict.fromkeys([tuple(p) for p in ports.owns]
+                                   + [tuple(p) for p in ports.reads]
+                                   + [tuple(p) for p in ports.changes]))
+        inputs = [self.value_of(proc, p) for p in paths]
+        labels = {p: self.labels.get(p) for p in paths}
+
+        def fn(t, *xs):
+            view = StateView(dict(zip(paths, xs)), paths, proc.name, labels)
+            return {"/".join(k): v for k, v in proc.rates(t, view, None).items()}
+
+        out = trace_arrays(fn, [("time",), *inputs],
+                           f"{type(proc).__name__} {proc.name!r}")
+        for key, value in out.items():
+            self.add_rate(proc, tuple(key.split("/")), value)
+
+    def _event(self, ev: CodeEvent) -> None:
+        where = f"Event {ev.name!r}"
+        pid = self.parameters(ev, ev.params)
+        refs = {**ev.reads_, **ev.changes_}
+        aliases = list(refs)
+        inputs = [("time",), *[self.value_of(ev, r) for r in refs.values()],
+                  *[_name(pid[k]) for k in pid]]
+
+        def call(f):
+            def g(t, *xs):
+                return f(t, dict(zip(aliases, xs[:len(aliases)])),
+                         dict(zip(pid, xs[len(aliases):])))
+            return g
+
+        new = trace_arrays(call(ev.apply), inputs, f"{where}, apply")
+        assignments = []
+        for alias, value in dict(new).items():
+            if alias not in ev.changes_:
+                raise ExportError(f"{where}: apply returns {alias!r}, which is not in "
+                                  "its changes.")
+            targets = self.value_of(ev, ev.changes_[alias])
+            values = np.broadcast_to(np.asarray(value, dtype=object), targets.shape)
+            for tgt, tree in zip(targets.reshape(-1), values.reshape(-1)):
+                assignments.append((tgt[1], tree))
+        if ev.condition is not None:
+            cond = trace_arrays(call(ev.condition), inputs, f"{where}, condition")
+            tree = np.asarray(cond, dtype=object).reshape(()).item()
+            zeros = [np.zeros(np.shape(x)) if isinstance(x, np.ndarray) else 0.0
+                     for x in inputs]
+            is_bool = jax.eval_shape(call(ev.condition), *zeros).dtype == jnp.bool_
+            triggers = [tree if is_bool else ("op", "gt", tree, ("num", 0.0))]
+        else:
+            if ev.times is not None:
+                times = [float(t) for t in np.asarray(ev.times)]
+            else:
+                if ev.stop is None:
+                    raise ExportError(f"{where}: a periodic schedule without stop= has "
+                                      "no finite SBML form (give stop=).")
+                start, period = float(ev.start), float(ev.period)
+                count = int(np.floor((float(ev.stop) - start) / period + 1e-9)) + 1
+                if count > 10_000:
+                    raise ExportError(f"{where}: {count} scheduled times; SBML needs one "
+                                      "event per time (at most 10,000 written).")
+                times = [start + k * period for k in range(count)]
+            triggers = [("op", "geq", ("time",), ("num", t)) for t in times]
+        delay = None if ev.delay is None else ("num", float(ev.delay))
+        priority = None if ev.priority is None else ("num", float(ev.priority))
+        for i, trig in enumerate(triggers):
+            eid = self.ids.new(ev.name if len(triggers) == 1 else f"{ev.name}_{i}")
+            self.events.append(Event(eid, trig, bool(ev.initial_value), bool(ev.persistent),
+                                     delay, priority, bool(ev.use_trigger_values),
+                                     tuple(assignments)))
 
     # -- equations -------------------------------------------------------------------
     def emit(self, proc) -> None:
@@ -215,23 +353,22 @@ class _Builder:
             self.assignment_rules.append((self.paths[proc.target], tree))
         elif isinstance(proc, Coupling):
             pid = self.parameters(proc, proc.params)
-            refs = {**proc.changes_, **proc.reads_}
+            refs = {**proc.reads_, **proc.changes_}
             aliases = list(refs)
-            syms = [self.ref(proc, a, r) for a, r in refs.items()]
+            inputs = [self.value_of(proc, r) for r in refs.values()]
 
             def fn(t, *xs):
                 return dict(proc.fn(t, dict(zip(aliases, xs[:len(aliases)])),
                                     dict(zip(pid, xs[len(aliases):]))))
 
-            out = expression_tree(fn, ["t", *aliases, *pid], f"Coupling {proc.name!r}",
-                                  [("time",), *syms, *[_name(pid[k]) for k in pid]])
-            for alias, tree in out.items():
-                sid = self.paths.get(tuple(proc.changes_[alias]))
-                if sid not in self.rate_terms:
-                    raise ExportError(f"Coupling {proc.name!r}: changes {alias!r}, which is "
-                                      "not a scalar ODE variable (SBML adds terms to rate "
-                                      "rules; reaction networks take reactions).")
-                self.rate_terms[sid].append(tree)
+            out = trace_arrays(fn, [("time",), *inputs, *[_name(pid[k]) for k in pid]],
+                               f"Coupling {proc.name!r}")
+            for alias, value in out.items():
+                self.add_rate(proc, proc.changes_[alias], value)
+        elif isinstance(proc, CodeEvent):
+            self._event(proc)
+        else:
+            self._generic(proc)
 
     def _network(self, net: ReactionNetwork) -> None:
         where = f"ReactionNetwork {net.name!r}"
@@ -301,7 +438,8 @@ class _Builder:
         return ModelIR(id=self.model_id, level=3, version=2, symbols=tuple(self.symbols),
                        functions=(), assignment_rules=tuple(self.assignment_rules),
                        rate_rules=rate_rules, initial_assignments=(),
-                       reactions=tuple(self.reactions), events=(), local_values=(),
+                       reactions=tuple(self.reactions), events=tuple(self.events),
+                       local_values=(),
                        conversion=None, source=f"<jaxcell model {self.model_id!r}>")
 
 
