@@ -207,6 +207,16 @@ def test_petab_model_exports_with_fitted_values(xml, tmp_path):
     assert ir_back.assignment_rules == ir.assignment_rules
     assert ir_back.rate_rules == ir.rate_rules
     assert ir_back.events == ir.events
+    # units and names come along (L2 defaults become explicit L3 unit definitions)
+    src, out_m = libsbml.readSBMLFromFile(str(xml)).getModel(), \
+        libsbml.readSBMLFromFile(str(out)).getModel()
+    for p in src.getListOfParameters():
+        if p.isSetUnits():
+            assert out_m.getParameter(p.getId()).getUnits() == p.getUnits()
+    for sp in src.getListOfSpecies():
+        assert out_m.getSpecies(sp.getId()).getName() == sp.getName()
+    have = {u.getId() for u in out_m.getListOfUnitDefinitions()}
+    assert {u.getId() for u in src.getListOfUnitDefinitions()} <= have
 
 
 @pytest.mark.parametrize("xml", [
