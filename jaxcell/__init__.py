@@ -8,6 +8,7 @@ JAX's default) so that ensembles use every core; see ``docs/scale-out.md``.
 """
 
 import os as _os
+import sys as _sys
 
 import jax as _jax
 
@@ -17,6 +18,10 @@ if _os.environ.get("JAXCELL_DISABLE_X64", "0") in ("", "0", "false", "False"):
 from ._devices import use_cpu_cores as _use_cpu_cores
 
 _use_cpu_cores()
+
+if "libsedml" not in _sys.modules and "libsbml" not in _sys.modules:
+    # libsedml must be loaded before libsbml (a SWIG type clash): jaxcell/sedml/_libsedml.py
+    import libsedml as _libsedml  # noqa: F401
 
 from . import analysis as analysis
 from . import cellular as cellular

@@ -1,5 +1,6 @@
 """Command-line interface: ``jaxcell demo`` (the French flag by default, or the
-repressilator), ``jaxcell simulate`` and ``jaxcell fit`` (PEtab multistart)."""
+repressilator), ``jaxcell simulate``, ``jaxcell fit`` (PEtab multistart) and
+``jaxcell run`` (SED-ML and COMBINE archives, ``_cli_run.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._cli_fit import fit_command as _fit
+from ._cli_run import add_run_parser as _add_run_parser
 from ._progress import stage
 
 _DEMO_DEFAULTS = {"french-flag": (30.0, 121), "repressilator": (500.0, 2001)}
@@ -227,9 +229,22 @@ def _demo_repressilator(args: argparse.Namespace) -> int:
     return 0
 
 
+_DEBUG = False  # --debug: full tracebacks (set by main)
+
+
 def _fail(message: str) -> int:
-    print(f"jaxcell: error: {message}", file=sys.stderr)
+    """One line on stderr (exit status 2); with ``--debug``, the traceback of the
+    exception being handled first."""
+    if _DEBUG and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
+    print(f"jaxcell: error: {_one_line(message)}", file=sys.stderr)
     return 2
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -263,7 +278,7 @@ def _simulate(args: argparse.Namespace) -> int:
                                 rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
                                 throw=False)
     except (JaxcellError, OSError) as e:
-        return _fail(str(e))
+        return _report(e)  # 2, or 1 for a simulation that failed
     columns = {k: np.asarray(v)[skip:] for k, v in sol.to_columns().items()}
     names = ["time"] + _reported_ids(model, columns)
     table = np.column_stack([columns[k].reshape(len(ts)) for k in names])
@@ -331,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxcell", description="Differentiable multi-scale biological simulation."
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full Python traceback of an error (before the "
+                             "command: jaxcell --debug fit ...)")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo", help="simulate a built-in model (the French flag) and plot it",
@@ -386,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a PEtab problem (v1, v2 or PEtab SciML with neural networks): "
                     "local optimisations (Levenberg-Marquardt for normal noise, else BFGS, "
                     "L-BFGS above 200 parameters) from starts uniform within the bounds "
-                    "on the parameter scale. Prints a summary and writes DIR/fit.json "
-                    "and one PNG per observable (measurements and fit per condition).")
+                    "on the parameter scale. Prints a summary and writes DIR/fit.json, "
+                    "DIR/model_fitted.xml (the SBML model with the fitted values) and one "
+                    "PNG per observable (measurements and fit per condition).")
     fitp.add_argument("problem", help="PEtab YAML file")
     fitp.add_argument("--starts", type=int, default=20, help="number of starts (20)")
     fitp.add_argument("--seed", type=int, default=0, help="seed of the starts (0)")
@@ -404,12 +423,60 @@ def build_parser() -> argparse.ArgumentParser:
                       help="differentiate in reverse mode (the default for PEtab SciML "
                            "problems: many network weights)")
     fitp.set_defaults(func=_fit)
+    _add_run_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``jaxcell`` command."""
+    """Entry point of the ``jaxcell`` command.
+
+    Exit status: 0 success; 1 a simulation or fit ran but failed
+    (:class:`SimulationError`); 2 usage or input errors (argparse, a missing or
+    unreadable file, any other :class:`JaxcellError`); 3 an unexpected internal error
+    (a bug: please report it with the ``--debug`` traceback); 130 interrupted (Ctrl-C).
+    Every error is one line on stderr, ``jaxcell: error: <message>``; ``--debug``
+    prints the traceback first.
+    """
+    global _DEBUG
     args = build_parser().parse_args(argv)
+    _DEBUG = bool(args.debug)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        if _DEBUG:
+            raise
+        print("jaxcell: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the command line reports every error in one line
+        return _report(e)
+
+
+def _report(e: Exception) -> int:
+    """Print ``e`` as one line on stderr; the exit status (see :func:`main`)."""
+    from ._errors import CheckpointError, JaxcellError, SimulationError
+
+    if _DEBUG:
+        import traceback
+
+        traceback.print_exc()
+    if isinstance(e, SimulationError) and not isinstance(e, CheckpointError):
+        code = 1
+    elif isinstance(e, (JaxcellError, OSError)):
+        code = 2
+    else:
+        code = 3
+    if isinstance(e, OSError) and e.filename is not None:
+        message = f"{e.filename}: {e.strerror or e}"
+    elif code == 3:
+        message = (f"internal error: {type(e).__name__}: {e} (run 'jaxcell --debug ...' "
+                   "for the traceback, and please report it)")
+    else:
+        message = str(e) or type(e).__name__
+    print(f"jaxcell: error: {_one_line(message)}", file=sys.stderr)
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         t1, points = _DEMO_DEFAULTS[args.model]
         if args.model == "french-flag" and args.bistable:

@@ -13,10 +13,9 @@ from ._progress import stage
 
 
 def _fail(message: str) -> int:
-    import sys
+    from ._cli import _fail as fail  # one line, or the traceback with --debug
 
-    print(f"jaxcell: error: {message}", file=sys.stderr)
-    return 2
+    return fail(message)
 
 
 def fit_command(args: argparse.Namespace) -> int:
@@ -112,11 +111,17 @@ def fit_command(args: argparse.Namespace) -> int:
             # the trained networks in the PEtab SciML array format (PyTorch layout)
             write_network_arrays(os.path.join(args.out, "networks_fitted.hdf5"),
                                  {nid: network_arrays(net) for nid, net in nets.items()})
+        if getattr(problem, "sciml", None) is None and hasattr(problem, "fitted_model"):
+            # the model with the fitted values, as SBML for other tools
+            from .sbml import export_sbml
+
+            export_sbml(problem.fitted_model(result.x),
+                        os.path.join(args.out, "model_fitted.xml"))
         if not args.no_plot:
             plot_fit(args.out, problem, objective, result.x)
     except OSError as e:
         return _fail(f"cannot write output: {e}")
-    print(f"fit.json and plots written to {args.out}")
+    print(f"fit.json, model_fitted.xml and plots written to {args.out}")
     return 0
 
 

@@ -216,6 +216,12 @@ def test_fit_petab_boehm(tmp_path, capsys):
     assert set(data["parameters"]) >= {"k_phos", "sd_pSTAT5A_rel"}
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["fit_pSTAT5A_rel.png", "fit_pSTAT5B_rel.png", "fit_rSTAT5A_rel.png"]
+    # the fitted values are written back into the SBML model
+    from jaxcell.sbml import load_sbml
+
+    fitted = load_sbml(out / "model_fitted.xml")
+    assert float(fitted.params["k_phos"]) == pytest.approx(data["parameters"]["k_phos"],
+                                                           rel=1e-14)
     assert main(["fit", str(tmp_path / "none.yaml")]) == 2
 
 

@@ -41,6 +41,7 @@ PUBLIC_MODULES = (
     "jaxcell.solvers",
     "jaxcell.io",
     "jaxcell.sbml",
+    "jaxcell.sedml",
     "jaxcell.petab",
     "jaxcell.cellular",
     "jaxcell.tissue",

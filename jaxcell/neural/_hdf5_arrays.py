@@ -18,25 +18,62 @@ import h5py
 import numpy as np
 from jaxtyping import ArrayLike
 
+from .._safe_io import MAX_ARRAY_ELEMENTS, MAX_NESTING, reraise_as
 from ._torch_base import NetworkFormatError
 
 
 def _open(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     try:
         return h5py.File(path, mode)
-    except OSError as err:
+    except (OSError, ValueError, RuntimeError) as err:
         raise NetworkFormatError(f"cannot open HDF5 file {str(path)!r}: {err}") from None
 
 
-def _read_group(group: h5py.Group) -> dict[str, Any]:
+def _dataset(item: h5py.Dataset, path) -> np.ndarray:
+    """A dataset's values, refused (naming the file and dataset) when they are not
+    numbers, when the array is absurdly large, or when its data lives in another file
+    (external storage, virtual datasets)."""
+    where = f"HDF5 file {str(path)!r}, dataset {item.name!r}"
+    with reraise_as(NetworkFormatError, where, "dataset"):
+        if item.is_virtual or item.external:
+            raise NetworkFormatError(f"{where}: its data lives in another file (virtual "
+                                     "or external dataset); such datasets are not read.")
+        if item.dtype.kind not in "biuf":
+            raise NetworkFormatError(f"{where}: expected numbers, got dtype {item.dtype}.")
+        if item.size > MAX_ARRAY_ELEMENTS:
+            raise NetworkFormatError(f"{where}: shape {item.shape} has {item.size} "
+                                     f"elements; at most {MAX_ARRAY_ELEMENTS} are accepted.")
+        return np.asarray(item[()])
+
+
+def _member(group: h5py.Group, name: str, path, depth: int = 0):
+    """``group[name]``, refusing links to other files (and absurd nesting)."""
+    link = group.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        raise NetworkFormatError(f"HDF5 file {str(path)!r}: {group.name}/{name} is a link "
+                                 "to another file; such links are not followed.")
+    if depth > MAX_NESTING:
+        raise NetworkFormatError(f"HDF5 file {str(path)!r}: groups nested more than "
+                                 f"{MAX_NESTING} levels deep at {group.name}.")
+    with reraise_as(NetworkFormatError, f"HDF5 file {str(path)!r}",
+                    f"object {group.name}/{name}"):
+        return group[name]
+
+
+def _read_group(group: h5py.Group, path, depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, item in group.items():
+    for name in list(group.keys()):
+        item = _member(group, name, path, depth)
         if isinstance(item, h5py.Dataset):
-            out[name] = np.asarray(item[()])
-        elif set(item.keys()) == {"data"} and isinstance(item["data"], h5py.Dataset):
-            out[name] = np.asarray(item["data"][()])
+            out[name] = _dataset(item, path)
+        elif not isinstance(item, h5py.Group):
+            raise NetworkFormatError(f"HDF5 file {str(path)!r}: {item.name} is neither a "
+                                     "group nor a dataset.")
+        elif set(item.keys()) == {"data"} and isinstance(
+                _member(item, "data", path, depth + 1), h5py.Dataset):
+            out[name] = _dataset(item["data"], path)
         else:
-            out[name] = _read_group(item)
+            out[name] = _read_group(item, path, depth + 1)
     return out
 
 
@@ -52,16 +89,17 @@ def read_hdf5_arrays(path: str | os.PathLike, group: str) -> dict[str, Any]:
     Raises:
         NetworkFormatError: the file cannot be opened or has no such group.
     """
-    with _open(path) as f:
-        if group not in f:
-            raise NetworkFormatError(
-                f"HDF5 file {str(path)!r} has no group {group!r}; top-level groups: "
-                f"{sorted(f.keys())}"
-            )
-        item = f[group]
-        if isinstance(item, h5py.Dataset):
-            raise NetworkFormatError(f"{path}: {group!r} is a dataset, not a group")
-        return _read_group(item)
+    with reraise_as(NetworkFormatError, f"HDF5 file {str(path)!r}", "HDF5 file"):
+        with _open(path) as f:
+            if group not in f:
+                raise NetworkFormatError(
+                    f"HDF5 file {str(path)!r} has no group {group!r}; top-level groups: "
+                    f"{sorted(f.keys())}"
+                )
+            item = _member(f, group, path)
+            if isinstance(item, h5py.Dataset):
+                raise NetworkFormatError(f"{path}: {group!r} is a dataset, not a group")
+            return _read_group(item, path)
 
 
 def read_network_arrays(path: str | os.PathLike, net_id: str) -> dict[str, np.ndarray]:
@@ -75,24 +113,34 @@ def read_network_arrays(path: str | os.PathLike, net_id: str) -> dict[str, np.nd
         NetworkFormatError: the file cannot be opened, or it has no
             ``parameters/<net_id>`` group (the message lists the networks it has).
     """
-    with _open(path) as f:
-        params = f.get("parameters")
-        if not isinstance(params, h5py.Group) or net_id not in params:
-            have = sorted(params.keys()) if isinstance(params, h5py.Group) else []
-            raise NetworkFormatError(
-                f"HDF5 file {str(path)!r} has no group 'parameters/{net_id}' "
-                f"(networks in the file: {have})"
-            )
-        out: dict[str, np.ndarray] = {}
+    with reraise_as(NetworkFormatError, f"HDF5 file {str(path)!r}", "HDF5 file"):
+        with _open(path) as f:
+            params = _member(f, "parameters", path) if "parameters" in f else None
+            if not isinstance(params, h5py.Group) or net_id not in params:
+                have = sorted(params.keys()) if isinstance(params, h5py.Group) else []
+                raise NetworkFormatError(
+                    f"HDF5 file {str(path)!r} has no group 'parameters/{net_id}' "
+                    f"(networks in the file: {have})"
+                )
+            out: dict[str, np.ndarray] = {}
+            net = _member(params, net_id, path)
+            if not isinstance(net, h5py.Group):
+                raise NetworkFormatError(f"HDF5 file {str(path)!r}: parameters/{net_id} is "
+                                         "not a group.")
 
-        def visit(name: str, item: Any) -> None:
-            if isinstance(item, h5py.Dataset):
-                layer_id, _, array_name = name.rpartition("/")
-                key = f"{layer_id}.{array_name}" if layer_id else array_name
-                out[key] = np.asarray(item[()])
+            def visit(group: h5py.Group, prefix: str, depth: int) -> None:
+                for name in list(group.keys()):
+                    item = _member(group, name, path, depth)
+                    full = f"{prefix}/{name}" if prefix else name
+                    if isinstance(item, h5py.Dataset):
+                        layer_id, _, array_name = full.rpartition("/")
+                        key = f"{layer_id}.{array_name}" if layer_id else array_name
+                        out[key] = _dataset(item, path)
+                    elif isinstance(item, h5py.Group):
+                        visit(item, full, depth + 1)
 
-        params[net_id].visititems(visit)
-        return out
+            visit(net, "", 0)
+            return out
 
 
 def write_network_arrays(

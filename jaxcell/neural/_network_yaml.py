@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from .._safe_io import MAX_ARRAY_ELEMENTS, load_yaml, reraise_as
 from ._network import GraphNode, Network, NodeRef
 from ._torch_base import AbstractTorchLayer, NetworkFormatError, freeze
 from ._torch_conv import Conv, ConvTranspose
@@ -87,13 +88,9 @@ def _read_source(source: str | os.PathLike | Mapping) -> tuple[dict, str]:
     if isinstance(source, Mapping):
         return dict(source), "<network dict>"
     path = Path(source)
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except OSError as err:
-        raise NetworkFormatError(f"cannot read network file {str(path)!r}: {err}") from None
-    except yaml.YAMLError as err:
-        raise NetworkFormatError(f"{path}: not valid YAML ({err})") from None
+    if not path.exists():
+        raise NetworkFormatError(f"cannot read network file {str(path)!r}: no such file")
+    data = load_yaml(path, NetworkFormatError, "network file")
     if not isinstance(data, Mapping):
         raise NetworkFormatError(
             f"{path}: expected a mapping with nn_model_id, inputs, "
@@ -104,6 +101,7 @@ def _read_source(source: str | os.PathLike | Mapping) -> tuple[dict, str]:
 
 def _load_layers(data: Mapping, where: str) -> dict[str, AbstractTorchLayer]:
     layers: dict[str, AbstractTorchLayer] = {}
+    total = 0
     for entry in data.get("layers") or []:
         if not isinstance(entry, Mapping) or "layer_id" not in entry or "layer_type" not in entry:
             raise NetworkFormatError(
@@ -125,6 +123,10 @@ def _load_layers(data: Mapping, where: str) -> dict[str, AbstractTorchLayer]:
             layers[layer_id] = cls.from_args(layer_type, args, f"layer {layer_id!r} ({layer_type})")
         except NetworkFormatError as err:
             raise NetworkFormatError(f"{where}: {err}") from None
+        total += sum(int(a.size) for a in layers[layer_id].arrays().values())
+        if total > MAX_ARRAY_ELEMENTS:
+            raise NetworkFormatError(f"{where}: the layers up to {layer_id!r} hold {total} "
+                                     f"numbers; at most {MAX_ARRAY_ELEMENTS} are accepted.")
     return layers
 
 
@@ -225,6 +227,11 @@ def load_network(source: str | os.PathLike | Mapping, *, net_id: str | None = No
         Array([0.46211716], dtype=float64)
     """
     data, where = _read_source(source)
+    with reraise_as(NetworkFormatError, where, "network"):
+        return _build_network(data, where, net_id)
+
+
+def _build_network(data: dict, where: str, net_id: str | None) -> Network:
     ident = net_id if net_id is not None else data.get("nn_model_id")
     if not ident:
         raise NetworkFormatError(f"{where}: no nn_model_id (and no net_id given)")

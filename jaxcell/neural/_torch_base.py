@@ -9,14 +9,17 @@ read from a file can be differentiated, ``vmap``-ped and written back unchanged.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from .._errors import ModelError
+from .._safe_io import MAX_ARRAY_ELEMENTS
 
 
 class NetworkFormatError(ModelError):
@@ -113,6 +116,19 @@ class AbstractTorchLayer(eqx.Module):
             if value is REQUIRED:
                 raise NetworkFormatError(f"{where}: {layer_type} needs argument {name!r}")
             full.append((name, freeze(value)))
+        # the shapes first, without allocating: a layer of 10**12 units is refused here
+        try:
+            shapes = eqx.filter_eval_shape(cls.build, layer_type, tuple(full), where)
+        except NetworkFormatError:
+            raise
+        except (ValueError, TypeError, OverflowError, IndexError, ZeroDivisionError) as e:
+            raise NetworkFormatError(f"{where}: invalid arguments {given} "
+                                     f"({type(e).__name__}: {e})") from None
+        size = sum(int(math.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(shapes)
+                   if hasattr(leaf, "shape"))
+        if size > MAX_ARRAY_ELEMENTS:
+            raise NetworkFormatError(f"{where}: the layer would hold {size} numbers; at "
+                                     f"most {MAX_ARRAY_ELEMENTS} are accepted.")
         return cls.build(layer_type, tuple(full), where)
 
     @classmethod

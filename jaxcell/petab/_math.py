@@ -42,10 +42,47 @@ def parse_formula(text, where: str) -> sp.Expr:
 
     if isinstance(text, int | float):
         return sp.Float(float(text))
+    text = str(text)
+    if len(text) > _MAX_FORMULA:
+        raise PetabError(f"{where}: the formula has {len(text)} characters; at most "
+                         f"{_MAX_FORMULA} are accepted.")
     try:
-        return sympify_petab(str(text))
+        # first unevaluated: sympy would compute 9^9^9^9 exactly (and never finish)
+        _check_powers(sympify_petab(text, evaluate=False), text, where)
+        return sympify_petab(text)
+    except PetabError:
+        raise
     except Exception as e:  # noqa: BLE001 - the parser raises several kinds
-        raise PetabError(f"{where}: cannot parse formula {text!r}: {e}") from None
+        raise PetabError(f"{where}: cannot parse formula {_clip(text)!r}: "
+                         f"{type(e).__name__}: {_clip(str(e))}") from None
+
+
+_MAX_FORMULA = 100_000  # characters
+
+
+def _clip(text: str, n: int = 200) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _numeric(e) -> bool:
+    return isinstance(e, sp.Basic) and not e.free_symbols
+
+
+def _check_powers(expr, text: str, where: str) -> None:
+    """Refuse powers of numbers that sympy would compute exactly at absurd cost: a
+    numeric power tower (``9^9^9^9``) or an integer exponent beyond 10000."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if not isinstance(e, sp.Basic):
+            continue
+        if isinstance(e, sp.Pow) and _numeric(e.base) and _numeric(e.exp):
+            tower = any(isinstance(k, sp.Pow) for k in sp.preorder_traversal(e.exp))
+            big = e.exp.is_Number and abs(e.exp) > 10_000
+            if tower or big:
+                raise PetabError(f"{where}: the formula {_clip(text)!r} raises a number "
+                                 "to a power too large to evaluate.")
+        stack.extend(e.args)
 
 
 def _piecewise(*args):

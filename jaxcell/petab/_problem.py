@@ -30,6 +30,7 @@ from jaxtyping import Array, ArrayLike
 from .._composite import as_composite
 from .._engine import TERM
 from .._results import RESULTS
+from .._safe_io import load_yaml, reraise_as
 from ..sbml._model import SBMLModel
 from ..sbml._solve import run_sbml
 from ..solvers import Rodas5
@@ -67,10 +68,11 @@ class PetabProblem(PetabTables):
         self.solver = Rodas5() if solver is None else solver
         self.rtol, self.atol = float(rtol), float(atol)
         self.max_steps, self.max_segments = int(max_steps), int(max_segments)
-        self._read()
-        self._build_parameters()
-        self._build_conditions()
-        self._build_measurements()
+        with reraise_as(PetabError, str(self.yaml_path), "PEtab problem"):
+            self._read()
+            self._build_parameters()
+            self._build_conditions()
+            self._build_measurements()
         self._nllh = jax.jit(self._nllh_impl)
 
     def _p_all(self, x) -> Array:
@@ -80,6 +82,17 @@ class PetabProblem(PetabTables):
                         jnp.where(self._scale_code == 1, jnp.exp(x), 10.0**x))
         p = jnp.asarray(self._nominal_lin)
         return p.at[self._est_idx].set(lin) if len(self._est_idx) else p
+
+    def fitted_model(self, x: ArrayLike) -> SBMLModel:
+        """The SBML model with the estimated parameters that are parameters of the model
+        set to their values at ``x`` (on the parameter scale, e.g. a fit's ``x``): what
+        :func:`jaxcell.sbml.export_sbml` writes after a fit. Observable and noise
+        parameters and condition-table values are not parameters of the model and stay
+        out (they are in the PEtab tables)."""
+        lin = np.asarray(self._p_all(x))
+        values = {k: float(lin[self._pindex[k]]) for k in self.parameter_ids
+                  if k in self.model.params}
+        return self.model.replace_parameters(values)
 
     # -- simulation and likelihood --------------------------------------------------------
     def _model_with(self, values) -> SBMLModel:
@@ -318,13 +331,7 @@ def load_petab(yaml_path: str | os.PathLike, *, rtol: float = 1e-8, atol: float 
     cls = PetabProblem
     path = Path(yaml_path)
     if path.is_file():
-        import yaml
-
-        with open(path) as f:
-            try:
-                spec = yaml.safe_load(f)
-            except yaml.YAMLError as e:
-                raise PetabError(f"{path}: not a valid YAML file: {e}") from None
+        spec = load_yaml(path, PetabError, "PEtab problem file")
         if isinstance(spec, dict) and str(spec.get("format_version", "")).startswith("2"):
             from ._problem_v2 import PetabV2Problem
 

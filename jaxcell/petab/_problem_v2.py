@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
+from .._safe_io import load_yaml
 from ._math import PetabError, PetabUnsupportedError, compile_formula, parse_formula
 from ._problem import PetabProblem
 from ._sciml import NetCall, SciML, _output_offsets, sympy_to_sbml
@@ -39,15 +40,17 @@ class PetabV2Problem(PetabProblem):
     """
 
     def _read(self):
-        import yaml
-
         path = self.yaml_path
         if not path.is_file():
             raise PetabError(f"PEtab problem file {str(path)!r} does not exist.")
-        with open(path) as f:
-            spec = yaml.safe_load(f)
+        spec = load_yaml(path, PetabError, "PEtab problem file")
+        if not isinstance(spec, dict):
+            raise PetabError(f"{path}: not a PEtab YAML file (no mapping at the top).")
         self._v2 = tables = V2Tables(path, spec)
-        exts = dict(spec.get("extensions") or {})
+        exts = spec.get("extensions") or {}
+        if not isinstance(exts, dict):
+            raise PetabError(f"{path}: 'extensions' must be a mapping, got {exts!r}.")
+        exts = dict(exts)
         sciml = exts.pop("sciml", None)
         required = [k for k, v in exts.items() if isinstance(v, dict) and v.get("required")]
         if required:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
+from .._safe_io import check_size, inside, reraise_as
 from ._math import PetabError, PetabUnsupportedError, parse_formula
 
 _INPUT = re.compile(r"^(\w+)\.inputs\[(\d+)\](?:\[(\d+)\])?$")
@@ -101,7 +102,6 @@ class SciML:
         from ..neural import load_network, read_hdf5_arrays, read_network_arrays
 
         ext = (spec.get("extensions") or {}).get("sciml") or {}
-        base = yaml_path.parent
         self.where = str(yaml_path)
         nets = ext.get("neural_networks") or {}
         if not nets:
@@ -109,12 +109,19 @@ class SciML:
         self.net_ids = tuple(nets)
         self.networks = {}
         self.pre_init = {}
+        if not isinstance(nets, dict):
+            raise PetabError(f"{yaml_path}: neural_networks must be a mapping of network "
+                             f"ids, got {nets!r}.")
         for nid, info in nets.items():
+            if not isinstance(info or {}, dict):
+                raise PetabError(f"{yaml_path}: network {nid!r} must be a mapping with "
+                                 f"'location' and 'format', got {info!r}.")
             fmt = str((info or {}).get("format", "YAML")).upper()
             if fmt != "YAML":
                 raise PetabUnsupportedError(f"neural network format {fmt!r}",
                                             f"network {nid!r}")
-            path = base / str(info.get("location", ""))
+            path = inside(yaml_path, info.get("location", ""), PetabError,
+                          f"file of network {nid!r}")
             if not path.is_file():
                 raise PetabError(f"{yaml_path}: file {str(path)!r} of network {nid!r} does "
                                  "not exist.")
@@ -123,25 +130,27 @@ class SciML:
         # array files: network parameters and input arrays
         self.file_arrays: dict[str, dict] = {}
         self.input_arrays: dict[str, dict[str, np.ndarray]] = {}
-        for f in ext.get("array_files") or []:
-            path = base / str(f)
+        for f in _file_list(ext, "array_files", yaml_path):
+            path = inside(yaml_path, f, PetabError, "array file")
             if not path.is_file():
                 raise PetabError(f"{yaml_path}: array file {str(path)!r} does not exist.")
             import h5py
 
-            with h5py.File(path, "r") as h:
-                groups = set(h.keys())
-            if "parameters" in groups:
+            with reraise_as(PetabError, str(path), "array file"):
+                with h5py.File(path, "r") as h:
+                    groups = set(h.keys())
+                    params = h.get("parameters", getlink=True)
+                    params = h["parameters"] if isinstance(params, h5py.HardLink) else None
+                    present = {nid for nid in self.net_ids
+                               if isinstance(params, h5py.Group) and nid in params}
                 for nid in self.net_ids:
-                    with h5py.File(path, "r") as h:
-                        present = nid in h["parameters"]
-                    if present:
+                    if nid in present:
                         self.file_arrays[nid] = read_network_arrays(path, nid)
-            if "inputs" in groups:
-                for key, val in _flatten_inputs(read_hdf5_arrays(path, "inputs")).items():
-                    self.input_arrays.setdefault(key[0], {})[key[1]] = val
+                if "inputs" in groups:
+                    for key, val in _flatten_inputs(read_hdf5_arrays(path, "inputs")).items():
+                        self.input_arrays.setdefault(key[0], {})[key[1]] = val
         self._mapping(tables)
-        self._hybridization(tables, base, model)
+        self._hybridization(tables, yaml_path, model)
         self._parameters(tables)
 
     # -- mapping ------------------------------------------------------------------------------
@@ -170,15 +179,18 @@ class SciML:
                              f"({list(self.networks)}).")
 
     # -- hybridization ------------------------------------------------------------------------
-    def _hybridization(self, tables, base, model):
+    def _hybridization(self, tables, yaml_path, model):
         import pandas as pd
 
         ext = (tables.spec.get("extensions") or {}).get("sciml") or {}
         rows = []
-        for f in ext.get("hybridization_files") or []:
-            df = pd.read_csv(base / f, sep="\t", dtype=str, keep_default_na=False)
+        for f in _file_list(ext, "hybridization_files", yaml_path):
+            path = inside(yaml_path, f, PetabError, "hybridization file")
+            check_size(path, PetabError, "hybridization table")
+            with reraise_as(PetabError, str(path), "hybridization table"):
+                df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
             if "targetId" not in df.columns or "targetValue" not in df.columns:
-                raise PetabError(f"{base / f}: a hybridization table needs the columns "
+                raise PetabError(f"{path}: a hybridization table needs the columns "
                                  "targetId and targetValue.")
             rows += [(str(r["targetId"]).strip(), str(r["targetValue"]).strip(), str(f))
                      for _, r in df.iterrows()]
@@ -269,7 +281,8 @@ class SciML:
                 rows[r["parameterId"]] = r
         for pid in rows:
             if pid not in self.params:
-                raise PetabError(f"parameter table: {pid!r} has an array nominal value but "
+                raise PetabError(f"{self.where}: parameter table {tables.files['parameter'][0]}"
+                                 f": {pid!r} has an array nominal value but "
                                  "the mapping table does not map it to network parameters.")
         self.array_specs = {}  # nid -> [(name, shape, nominal array, estimate, prior)]
         for nid, net in self.networks.items():
@@ -364,6 +377,14 @@ class SciML:
                         np.full(n, code), np.full(n, a), np.full(n, b), seg, seg)
                 k += n
         return total
+
+
+def _file_list(ext: dict, key: str, yaml_path) -> list:
+    files = ext.get(key) or []
+    if not isinstance(files, list):
+        raise PetabError(f"{yaml_path}: {key} of the sciml extension must be a list of "
+                         f"file names, got {files!r}.")
+    return files
 
 
 def _flatten_inputs(tree, prefix=()) -> dict[tuple[str, str], np.ndarray]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from .._safe_io import check_size, inside, load_yaml
 from ..sbml._model import SBMLModel
 from ..sbml._reader import read_sbml
 from ..sbml._structure import Structure
@@ -41,8 +42,28 @@ def _is_nan(v) -> bool:
 def _number(v) -> float | None:
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _cell(v, where: str, *, finite: bool = False, empty_ok: bool = False) -> float:
+    """A numeric table entry; ``where`` names the file, row and column."""
+    if empty_ok and _is_nan(v):
+        return math.nan
+    num = _number(v)
+    if num is None or (isinstance(v, str) and not v.strip()):
+        raise PetabError(f"{where}: expected a number, got {v!r}.")
+    if finite and not math.isfinite(num):
+        raise PetabError(f"{where}: expected a finite number, got {v!r}.")
+    return num
+
+
+def _flag(v, where: str) -> bool:
+    """A 0/1 table entry (``estimate``)."""
+    num = _number(v)
+    if num not in (0.0, 1.0):
+        raise PetabError(f"{where}: expected 0 or 1, got {v!r}.")
+    return bool(num)
 
 
 def _columns(df, table: str, files) -> set[str]:
@@ -102,13 +123,11 @@ class PetabTables:
     # -- reading --------------------------------------------------------------------------
     def _read(self):
         import petab.v1 as pv1
-        import yaml
 
         path = self.yaml_path
         if not path.is_file():
             raise PetabError(f"PEtab problem file {str(path)!r} does not exist.")
-        with open(path) as f:
-            spec = yaml.safe_load(f)
+        spec = load_yaml(path, PetabError, "PEtab problem file")
         if not isinstance(spec, dict):
             raise PetabError(f"{path}: not a PEtab YAML file (no mapping at the top).")
         version = str(spec.get("format_version", ""))
@@ -116,8 +135,9 @@ class PetabTables:
             raise PetabUnsupportedError(f"PEtab format_version {version!r}",
                                         "only PEtab v1 is supported")
         probs = spec.get("problems") or []
-        if len(probs) != 1:
-            raise PetabUnsupportedError("several problems in one YAML file", str(path))
+        if not isinstance(probs, list) or len(probs) != 1 or not isinstance(probs[0], dict):
+            raise PetabUnsupportedError("a 'problems' entry other than a list of one "
+                                        "mapping", str(path))
         prob = probs[0]
         if prob.get("mapping_files"):
             raise PetabUnsupportedError("mapping tables", str(path))
@@ -125,6 +145,11 @@ class PetabTables:
             if spec.get(key):
                 raise PetabUnsupportedError(f"PEtab extensions {list(spec[key])}", str(path))
         sbml = prob.get("sbml_files") or []
+        for key in ("sbml_files", "measurement_files", "observable_files",
+                    "condition_files", "visualization_files"):
+            if not isinstance(prob.get(key) or [], list):
+                raise PetabError(f"{path}: {key} must be a list of file names, got "
+                                 f"{prob.get(key)!r}.")
         if len(sbml) != 1:
             raise PetabUnsupportedError("a number of SBML files other than one",
                                         f"{path} lists {sbml}")
@@ -133,10 +158,12 @@ class PetabTables:
             files[table] = prob.get(f"{table}_files") or []
             if not files[table]:
                 raise PetabError(f"{path}: no {table}_files given.")
-        for f in [sbml[0], *sum(files.values(), [])]:
-            if f is None or not (path.parent / f).is_file():
+        for f in [sbml[0], *sum(files.values(), []), *(prob.get("visualization_files")
+                                                       or [])]:
+            if f is None or not inside(path, f, PetabError, "file").is_file():
                 raise PetabError(f"{path}: file {f!r} named there does not exist in "
                                  f"{str(path.parent)!r}.")
+            check_size(path.parent / f, PetabError, "PEtab file")
         self._files = files
         try:
             with warnings.catch_warnings():
@@ -164,8 +191,9 @@ class PetabTables:
         df = _reset(self._petab.parameter_df, "parameterId")
         fname = self._files["parameter"][0]
         ids, scales, nominal, estimate, lb, ub, priors = [], [], [], [], [], [], []
-        for _, row in df.iterrows():
+        for i, row in df.iterrows():
             pid = str(row["parameterId"])
+            at = f"{fname}, row {i + 2} (parameter {pid!r}), column"
             scale = str(row["parameterScale"]).strip()
             if scale not in _SCALES:
                 raise PetabError(f"{fname}: parameter {pid!r} has parameterScale "
@@ -173,16 +201,22 @@ class PetabTables:
             priors.append(parse_prior(row.get("objectivePriorType"),
                                       row.get("objectivePriorParameters"),
                                       f"{fname}: parameter {pid!r}"))
-            est = int(row["estimate"])
+            est = _flag(row["estimate"], f"{at} 'estimate'")
             nom = _number(row["nominalValue"])
             if nom is None or (not est and math.isnan(nom)):
-                raise PetabError(f"{fname}: parameter {pid!r} has no numeric nominalValue.")
+                raise PetabError(f"{fname}: parameter {pid!r} has no numeric nominalValue "
+                                 f"(got {row['nominalValue']!r}).")
             ids.append(pid)
             scales.append(scale)
             nominal.append(nom)
             estimate.append(bool(est))
-            lb.append(float(row["lowerBound"]))
-            ub.append(float(row["upperBound"]))
+            lo = _cell(row["lowerBound"], f"{at} 'lowerBound'", empty_ok=not est)
+            hi = _cell(row["upperBound"], f"{at} 'upperBound'", empty_ok=not est)
+            if est and not lo <= hi:
+                raise PetabError(f"{at}s 'lowerBound', 'upperBound': lower bound {lo} is "
+                                 f"not below the upper bound {hi}.")
+            lb.append(lo)
+            ub.append(hi)
         self.all_parameter_ids = tuple(ids)
         self._pindex = {k: i for i, k in enumerate(ids)}
         est_idx = [i for i, e in enumerate(estimate) if e]
@@ -228,7 +262,8 @@ class PetabTables:
             sim = str(r["simulationConditionId"])
             for c in (pre, sim):
                 if c is not None and c not in conds:
-                    raise PetabError(f"measurement table: condition {c!r} is not in the "
+                    raise PetabError(f"measurement table {', '.join(self._files['measurement'])}"
+                                     f": condition {c!r} is not in the "
                                      f"condition table {cfile}.")
             if (pre, sim) not in pairs:
                 pairs.append((pre, sim))
@@ -298,7 +333,10 @@ class PetabTables:
         times: list[list[float]] = [[0.0] for _ in self.conditions]
         rows = []
         for i, r in mdf.iterrows():
-            t = float(r["time"])
+            t = _cell(r["time"], f"{mfile}, row {i + 2}, column 'time'")
+            if math.isnan(t):
+                raise PetabError(f"{mfile}, row {i + 2}, column 'time': expected a "
+                                 f"number, got {r['time']!r}.")
             if not math.isfinite(t):
                 raise PetabUnsupportedError("steady-state measurements (time = inf)",
                                             f"row {i + 2} of {mfile}")
@@ -345,7 +383,9 @@ class PetabTables:
                 arrays["cond"].append(ci)
                 arrays["tix"].append(self._times[ci].index(t))
                 arrays["t"].append(t)
-                arrays["y"].append(float(r["measurement"]))
+                arrays["y"].append(_cell(r["measurement"],
+                                         f"{mfile}, row {i + 2}, column 'measurement'",
+                                         finite=True))
                 arrays["row"].append(i)
                 for kind, n in (("observable", n_obs), ("noise", n_noise)):
                     col = f"{kind}Parameters"

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._safe_io import check_size, inside
 from ._math import PetabError, PetabUnsupportedError
+from ._tables import _cell
 
 #: v2 ``noiseDistribution`` -> (v1 observableTransformation, v1 noiseDistribution)
 _NOISE_V2 = {
@@ -53,6 +55,7 @@ def _empty(v) -> bool:
 def _read_tsv(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise PetabError(f"PEtab {what} file {str(path)!r} does not exist.")
+    check_size(path, PetabError, f"{what} table")
     try:
         return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False,
                            na_values=[""])
@@ -60,11 +63,15 @@ def _read_tsv(path: Path, what: str) -> pd.DataFrame:
         raise PetabError(f"{path}: cannot read the {what} table: {e}") from e
 
 
-def _concat(base: Path, files, what: str) -> tuple[pd.DataFrame | None, str]:
+def _concat(yaml_path: Path, files, what: str) -> tuple[pd.DataFrame | None, str]:
+    if isinstance(files, (str, dict)) or not isinstance(files or [], list):
+        raise PetabError(f"{yaml_path}: {what}_files must be a list of file names, got "
+                         f"{files!r}.")
     files = list(files or [])
     if not files:
         return None, ""
-    frames = [_read_tsv(base / f, what) for f in files]
+    frames = [_read_tsv(inside(yaml_path, f, PetabError, f"{what} file"), what)
+              for f in files]
     return pd.concat(frames, ignore_index=True), ", ".join(map(str, files))
 
 
@@ -97,7 +104,6 @@ class V2Tables:
 
     def __init__(self, yaml_path: Path, spec: dict):
         self.spec = spec
-        base = yaml_path.parent
         if "problems" in spec:
             raise PetabError(f"{yaml_path}: format_version {spec.get('format_version')!r} "
                              "but the v1 layout (a 'problems' list); a PEtab v2 file lists "
@@ -107,21 +113,25 @@ class V2Tables:
             raise PetabUnsupportedError("a number of model files other than one",
                                         f"{yaml_path} lists {list(models)}")
         (mid, minfo), = models.items()
+        if not isinstance(minfo or {}, dict):
+            raise PetabError(f"{yaml_path}: model {mid!r} must be a mapping with "
+                             f"'location' and 'language', got {minfo!r}.")
         lang = str((minfo or {}).get("language", "sbml")).lower()
         if lang != "sbml":
             raise PetabUnsupportedError(f"model language {lang!r}", f"model {mid!r}")
-        self.model_path = base / str(minfo.get("location", ""))
+        self.model_path = inside(yaml_path, minfo.get("location", ""), PetabError,
+                                 f"model file of {mid!r}")
         if not self.model_path.is_file():
             raise PetabError(f"{yaml_path}: model file {str(self.model_path)!r} of model "
                              f"{mid!r} does not exist.")
         self.files = {}
-        pdf, pfile = _concat(base, spec.get("parameter_files")
+        pdf, pfile = _concat(yaml_path, spec.get("parameter_files")
                              or [spec.get("parameter_file")], "parameter")
-        mdf, mfile = _concat(base, spec.get("measurement_files"), "measurement")
-        odf, ofile = _concat(base, spec.get("observable_files"), "observable")
-        cdf, cfile = _concat(base, spec.get("condition_files"), "condition")
-        edf, efile = _concat(base, spec.get("experiment_files"), "experiment")
-        xdf, xfile = _concat(base, spec.get("mapping_files"), "mapping")
+        mdf, mfile = _concat(yaml_path, spec.get("measurement_files"), "measurement")
+        odf, ofile = _concat(yaml_path, spec.get("observable_files"), "observable")
+        cdf, cfile = _concat(yaml_path, spec.get("condition_files"), "condition")
+        edf, efile = _concat(yaml_path, spec.get("experiment_files"), "experiment")
+        xdf, xfile = _concat(yaml_path, spec.get("mapping_files"), "mapping")
         for name, df in (("parameter", pdf), ("measurement", mdf), ("observable", odf)):
             if df is None:
                 raise PetabError(f"{yaml_path}: no {name}_files given.")
@@ -147,6 +157,9 @@ class V2Tables:
             scale = "lin" if _empty(scale) else str(scale).strip()
             lb = r.get("lowerBound")
             ub = r.get("upperBound")
+            for col, v in (("lowerBound", lb), ("upperBound", ub)):
+                if not _empty(v):
+                    _cell(v, f"{fname}, row {i + 2} (parameter {pid!r}), column {col!r}")
             prior = r.get("priorDistribution")
             prior_pars = r.get("priorParameters")
             if not _empty(prior):

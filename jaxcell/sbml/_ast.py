@@ -19,6 +19,7 @@ import math
 
 import libsbml
 
+from .._safe_io import MAX_NESTING
 from ._errors import SBMLError, SBMLUnsupportedError
 
 _OPERATORS = {
@@ -47,10 +48,17 @@ _NAMED_FUNCTION_TYPES = {
 }
 
 
-def convert(node, where: str) -> tuple:
-    """Convert a libsbml ASTNode into the tuple tree; ``where`` names the element."""
+def convert(node, where: str, depth: int = 0) -> tuple:
+    """Convert a libsbml ASTNode into the tuple tree; ``where`` names the element.
+
+    Maths nested more than ``MAX_NESTING`` levels deep is refused (every later pass
+    over the tree is recursive too)."""
     if node is None:
         raise SBMLError(f"{where}: missing or unreadable math.")
+    if depth > MAX_NESTING:
+        raise SBMLError(f"{where}: the maths is nested more than {MAX_NESTING} levels "
+                        "deep.")
+    d = depth + 1
     t = node.getType()
     kids = [node.getChild(i) for i in range(node.getNumChildren())]
     if node.isNumber():
@@ -75,20 +83,20 @@ def convert(node, where: str) -> tuple:
     if t == libsbml.AST_FUNCTION_DELAY:
         if len(kids) != 2:
             raise SBMLError(f"{where}: delay() takes 2 arguments, got {len(kids)}.")
-        return ("delay", convert(kids[0], where), convert(kids[1], where))
+        return ("delay", convert(kids[0], where, d), convert(kids[1], where, d))
     if t == libsbml.AST_FUNCTION_RATE_OF:
         if len(kids) != 1:
             raise SBMLError(f"{where}: rateOf() takes 1 argument, got {len(kids)}.")
-        return ("rateOf", convert(kids[0], where))
+        return ("rateOf", convert(kids[0], where, d))
     if t in _OPERATORS:
-        return ("op", _OPERATORS[t], *(convert(k, where) for k in kids))
+        return ("op", _OPERATORS[t], *(convert(k, where, d) for k in kids))
     if t == libsbml.AST_FUNCTION:
-        return ("call", node.getName(), *(convert(k, where) for k in kids))
+        return ("call", node.getName(), *(convert(k, where, d) for k in kids))
     if t in _NAMED_FUNCTION_TYPES:
         name = node.getName()
         if name not in FUNCTIONS:
             raise SBMLUnsupportedError(f"MathML function {name!r}", None, where)
-        return ("op", name, *(convert(k, where) for k in kids))
+        return ("op", name, *(convert(k, where, d) for k in kids))
     if t == libsbml.AST_LAMBDA:
         raise SBMLError(f"{where}: a lambda expression outside a function definition.")
     name = node.getName() or f"type {t}"

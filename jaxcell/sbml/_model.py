@@ -24,6 +24,7 @@ from .._process import (
     host_asarray,
     jump_table,
 )
+from .._safe_io import reraise_as
 from .._state import StateView, Var
 from ._errors import SBMLError, SBMLUnsupportedError
 from ._eval import Env
@@ -436,4 +437,5 @@ def load_sbml(source: str | os.PathLike, *, name: str | None = None,
         [10.0, 6.06531, 3.67879]
     """
     ir = read_sbml(source)
-    return SBMLModel(Structure(ir), name=name, scale=scale)
+    with reraise_as(SBMLError, ir.source, "SBML model"):
+        return SBMLModel(Structure(ir), name=name, scale=scale)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import xml.parsers.expat
+from pathlib import Path
 
 import libsbml
 
+from .._safe_io import check_size, reraise_as
 from ._ast import convert, convert_lambda
 from ._errors import SBMLError, SBMLUnsupportedError
 
@@ -87,18 +90,58 @@ class ModelIR:
     document: str = dataclasses.field(default="", compare=False, repr=False)
 
 
+#: The deepest XML element nesting handed to libsbml (its parser recurses on the C
+#: stack: a document nested some thousands of levels deep crashes the process).
+MAX_XML_DEPTH = 1000
+
+
+def _check_depth(data: bytes, label: str) -> None:
+    """Refuse XML nested deeper than ``MAX_XML_DEPTH`` before libsbml sees it. A
+    document expat cannot parse is left to libsbml, which reports it."""
+    parser = xml.parsers.expat.ParserCreate()
+    depth = 0
+
+    def start(name, attrs):
+        nonlocal depth
+        depth += 1
+        if depth > MAX_XML_DEPTH:
+            raise SBMLError(f"{label}: XML elements nested more than {MAX_XML_DEPTH} "
+                            f"levels deep (at <{name}>, line {parser.CurrentLineNumber}).")
+
+    def end(name):
+        nonlocal depth
+        depth -= 1
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(data, True)
+    except SBMLError:
+        raise
+    except (xml.parsers.expat.ExpatError, ValueError, RecursionError):
+        pass  # not well-formed: libsbml says why
+
+
 def _read_document(source: str | os.PathLike) -> tuple[libsbml.SBMLDocument, str]:
     text = os.fspath(source)
-    is_xml = isinstance(source, str) and text.lstrip().startswith("<")
+    if isinstance(text, bytes):
+        raise SBMLError(f"load_sbml: expected a file path or an XML string, got bytes "
+                        f"{text[:40]!r}...; decode it first.")
+    is_xml = isinstance(source, str) and text.lstrip("\ufeff \t\r\n").startswith("<")
     if is_xml:
         label = "<SBML string>"
-        doc = libsbml.readSBMLFromString(text)
+        _check_depth(text.lstrip("\ufeff").encode("utf-8", "surrogatepass"), label)
+        doc = libsbml.readSBMLFromString(text.lstrip("\ufeff"))
     else:
         label = text
+        if "\x00" in text:
+            raise SBMLError(f"SBML file name {text[:80]!r} contains a NUL character.")
         if os.path.isdir(text):
             raise SBMLError(f"{text!r} is a directory, not an SBML file.")
         if not os.path.isfile(text):
             raise SBMLError(f"SBML file {text!r} does not exist.")
+        check_size(Path(text), SBMLError, "SBML file")
+        _check_depth(Path(text).read_bytes(), label)
         doc = libsbml.readSBMLFromFile(text)
     if doc is None:
         raise SBMLError(f"{label}: libsbml could not read the document.")
@@ -151,8 +194,35 @@ def _value(el, isset: str, get: str) -> float | None:
     return None
 
 
+def _algebraic_name(rule, i: int) -> str:
+    """An algebraic rule in words: its id if it has one, else its position and formula
+    (an algebraic rule has no variable)."""
+    formula = libsbml.formulaToL3String(rule.getMath()) if rule.isSetMath() else None
+    name = f"algebraic rule #{i + 1}"
+    if rule.isSetId() and rule.getId():
+        name += f" {rule.getId()!r}"
+    if formula:
+        name += f": 0 = {formula[:200]}"
+    return name
+
+
 def read_sbml(source: str | os.PathLike) -> ModelIR:
-    """Parse and validate an SBML document (path or XML string) into a :class:`ModelIR`."""
+    """Parse and validate an SBML document (path or XML string) into a :class:`ModelIR`.
+
+    Anything libsbml or the conversion raises that is not an :class:`SBMLError` (deep
+    recursion, odd values) becomes one, naming the file."""
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        label = "<SBML string>" if isinstance(text, str) and text.lstrip(
+            "\ufeff \t\r\n").startswith("<") else str(text)
+    else:
+        raise SBMLError(f"load_sbml: expected a file path or an XML string, got "
+                        f"{type(source).__name__}.")
+    with reraise_as(SBMLError, label, "SBML document"):
+        return _read_sbml(source)
+
+
+def _read_sbml(source: str | os.PathLike) -> ModelIR:
     doc, label = _read_document(source)
     _packages(doc, label)
     _validate(doc, label)
@@ -200,10 +270,9 @@ def read_sbml(source: str | os.PathLike) -> ModelIR:
         functions.append((fd.getId(), args, body))
 
     assignment_rules, rate_rules = [], []
-    for r in m.getListOfRules():
+    for i, r in enumerate(m.getListOfRules()):
         if r.isAlgebraic():
-            raise SBMLUnsupportedError("algebraic rules", r.getVariable() or r.getId() or None,
-                                       label)
+            raise SBMLUnsupportedError("algebraic rules", _algebraic_name(r, i), label)
         var = r.getVariable()
         if not r.isSetMath():
             continue  # SBML L3v2: a rule without math has no effect

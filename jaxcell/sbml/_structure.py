@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from .._safe_io import MAX_NESTING
 from ._ast import contains, names_in
 from ._errors import SBMLError, SBMLUnsupportedError
 from ._reader import ModelIR, Symbol
@@ -288,6 +289,52 @@ class Structure:
             self._check_calls(body, f"function definition {fid!r}")
             if contains(body, "rateOf"):
                 raise SBMLUnsupportedError("rateOf inside a function definition", fid)
+        self._check_function_graph()
+
+    def _check_function_graph(self):
+        """Function definitions must not call themselves (directly or through others),
+        and inlining them must not nest maths beyond ``4 * MAX_NESTING`` levels."""
+        depth: dict[str, int] = {}
+        active: list[str] = []
+        limit = 4 * MAX_NESTING
+
+        def tree_depth(tree) -> int:
+            tag = tree[0]
+            if tag == "call":
+                # inlined: the arguments sit somewhere inside the body (an upper bound)
+                inner = function_depth(tree[1])
+                return 1 + inner + max([0, *(tree_depth(k) for k in tree[2:])])
+            if tag == "op":
+                return 1 + max([0, *(tree_depth(k) for k in tree[2:])])
+            if tag in ("delay", "rateOf"):
+                return 1 + max(tree_depth(k) for k in tree[1:])
+            return 1
+
+        def function_depth(fid) -> int:
+            if fid in depth:
+                return depth[fid]
+            if fid in active:
+                loop = " -> ".join([*active[active.index(fid):], fid])
+                raise SBMLError(f"{self.ir.source}: function definition {fid!r} calls "
+                                f"itself ({loop}); SBML forbids recursive functions.")
+            active.append(fid)
+            d = tree_depth(self.functions[fid][1])
+            active.pop()
+            if d > limit:
+                raise SBMLError(f"{self.ir.source}: function definition {fid!r} nests "
+                                f"maths {d} levels deep once the functions it calls are "
+                                f"inlined; at most {limit} are accepted.")
+            depth[fid] = d
+            return d
+
+        for fid in self.functions:
+            function_depth(fid)
+        for what, tree, _ in self.trees():
+            d = tree_depth(tree)
+            if d > limit:
+                raise SBMLError(f"{self.ir.source}: the {what} nests maths {d} levels "
+                                f"deep once function calls are inlined; at most {limit} "
+                                "are accepted.")
 
     def _check_calls(self, tree, what):
         if tree[0] == "call":
