@@ -219,9 +219,7 @@ def test_petab_model_exports_with_fitted_values(xml, tmp_path):
     assert {u.getId() for u in src.getListOfUnitDefinitions()} <= have
 
 
-@pytest.mark.parametrize("xml", [
-    pytest.param(x, marks=() if x.parent.name == "Boehm_JProteomeRes2014"
-                 else pytest.mark.slow, id=x.parent.name) for x in _petab_models()])
+@pytest.mark.parametrize("xml", _petab_models(), ids=lambda p: p.parent.name)
 def test_petab_model_export_matches_jaxcell(xml, tmp_path):
     """jaxcell's simulation of a PEtab model (fitted values written in) against
     roadrunner's of the exported file, to 1e-6 of each species' scale."""
