@@ -35,6 +35,7 @@ from . import sbml as sbml
 from . import solvers as solvers
 from . import stochastic as stochastic
 from . import tissue as tissue
+from . import velocity as velocity
 from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._checkpoint import simulate_checkpointed as simulate_checkpointed
 from ._composite import Composite as Composite

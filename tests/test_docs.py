@@ -47,6 +47,7 @@ PUBLIC_MODULES = (
     "jaxcell.tissue",
     "jaxcell.inference",
     "jaxcell.discovery",
+    "jaxcell.velocity",
 )
 # Narrative pages whose ``python`` blocks are executed. Pages that compile several
 # solves (about 10 s or more) are slow tests.
@@ -73,6 +74,7 @@ EXECUTED_PAGES = (
     pytest.param("concepts/sensitivity.md", marks=pytest.mark.slow),
     pytest.param("concepts/discovery.md", marks=pytest.mark.slow),
     pytest.param("concepts/steady-states.md", marks=pytest.mark.slow),
+    pytest.param("concepts/velocity.md", marks=pytest.mark.slow),
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
@@ -60,7 +61,11 @@ class Splicing(AbstractContinuousProcess):
     one per cell, e.g. induced and repressed cells), ``beta`` (splicing), ``gamma``
     (degradation of spliced mRNA), each finite and non-negative (checked at
     construction and, with the same message, inside ``jit``/``vmap``).
-    :meth:`velocity` is the RNA velocity ``ds/dt``; :func:`splicing_solution` is the
+    ``switch_time`` (a scalar or one per cell; default ``inf``, never) is the time at
+    which transcription stops (``alpha`` becomes 0): the on/off model of RNA velocity
+    (Bergen et al. 2020), used by the RNA-velocity package to run fitted kinetics
+    forward. It is not a fitted parameter.
+    The method ``velocity(u, s)`` is the RNA velocity ``ds/dt``; :func:`splicing_solution` is the
     exact solution for constant rates.
 
     Examples:
@@ -76,9 +81,11 @@ class Splicing(AbstractContinuousProcess):
     u0: Array
     s0: Array
     params: dict[str, Array]
+    switch_time: Array
 
     def __init__(self, name: str, n_cells: int, *, alpha: ArrayLike, beta: ArrayLike,
-                 gamma: ArrayLike, u0: ArrayLike = 0.0, s0: ArrayLike = 0.0):
+                 gamma: ArrayLike, u0: ArrayLike = 0.0, s0: ArrayLike = 0.0,
+                 switch_time: ArrayLike = float("inf")):
         owner = f"Splicing {name!r}"
         n = int(n_cells)
         if n < 1:
@@ -100,6 +107,13 @@ class Splicing(AbstractContinuousProcess):
                                  f"({n}); got shape {a.shape}.")
             init[k] = jnp.broadcast_to(a, (n,))
         self.u0, self.s0 = init["u0"], init["s0"]
+        sw = jnp.asarray(switch_time, dtype=jnp.result_type(float))
+        if sw.shape not in ((), (n,)):
+            raise ModelError(f"{owner}: switch_time must be a scalar or one value per "
+                             f"cell ({n}); got shape {sw.shape}.")
+        if not isinstance(sw, jax.core.Tracer) and bool(jnp.any(jnp.isnan(sw))):
+            raise ModelError(f"{owner}: switch_time must not be NaN (inf: never).")
+        self.switch_time = jnp.broadcast_to(sw, (n,))
 
     def _path(self, var: str) -> Path:
         return ("cellular", self.name, var)
@@ -133,5 +147,6 @@ class Splicing(AbstractContinuousProcess):
     def rates(self, t, state: StateView, args) -> dict[Path, Array]:
         u, s = state[self._path("unspliced")], state[self._path("spliced")]
         p = self._checked()
-        return {self._path("unspliced"): p["alpha"] - p["beta"] * u,
+        alpha = jnp.where(t < self.switch_time, p["alpha"], 0.0)
+        return {self._path("unspliced"): alpha - p["beta"] * u,
                 self._path("spliced"): p["beta"] * u - p["gamma"] * s}
