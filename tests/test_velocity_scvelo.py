@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxcell.velocity as jv
-from jaxcell.velocity._dynamical import fit_weights
+from jaxcell.velocity._dynamical import FINAL_GRID, fit_weights
 from jaxcell.velocity._kinetics import gene_loss, loglik_from_mse
 
 scv = pytest.importorskip("scvelo")
@@ -53,7 +53,8 @@ def test_dynamical_model_agrees_with_scvelo(both):
     w = jnp.asarray(fit_weights(u, s), dtype=float)
     std_u = jnp.asarray(ours.var["fit_std_u"][ok].to_numpy())
     std_s = jnp.asarray(ours.var["fit_std_s"][ok].to_numpy())
-    score = jax.jit(jax.vmap(lambda th, u, s, w, a, b: gene_loss(th, u, s, w, a, b, 64, 6),
+    score = jax.jit(jax.vmap(lambda th, u, s, w, a, b: gene_loss(th, u, s, w, a, b,
+                                                                 FINAL_GRID, 6),
                              in_axes=(0, 1, 1, 1, 0, 0)))
 
     def loglik(var):

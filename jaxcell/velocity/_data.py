@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,12 @@ def read(path: str | os.PathLike) -> Any:
     if not os.path.isfile(path):
         raise VelocityError(f"{path}: no such file.")
     ad = _anndata()
+    old_format = getattr(ad, "OldFormatWarning", None)
     try:
-        adata = ad.read_h5ad(path)
+        with warnings.catch_warnings():
+            if old_format is not None:  # files from anndata < 0.7 (e.g. velocyto era)
+                warnings.simplefilter("ignore", old_format)
+            adata = ad.read_h5ad(path)
     except Exception as e:  # h5py/anndata raise many types for a damaged file
         raise VelocityError(f"{path}: not a readable AnnData (.h5ad) file: "
                             f"{type(e).__name__}: {e}") from e

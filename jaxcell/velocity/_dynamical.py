@@ -52,12 +52,16 @@ def _weighted_std(x, w):
 
 
 def initial_guesses(u: Array, s: Array, w: Array) -> tuple[Array, Array, Array]:
-    """``(theta0 (G, S, 5), std_u, std_s)``: starts for every gene."""
+    """``(theta0 (G, S, 5), std_u, std_s)``: starts for every gene (the quantiles from
+    at most ``FIT_CELLS`` evenly spread cells; the standard deviations from all)."""
     std_u, std_s = _weighted_std(u, w), _weighted_std(s, w)
     bad = (std_u <= 0) | (std_s <= 0)
     std_u = jnp.where(bad, 1.0, std_u)
     std_s = jnp.where(bad, 1.0, std_s)
     scaling = std_u / std_s
+    n_cells = u.shape[0]
+    sub = np.unique(np.linspace(0, n_cells - 1, min(n_cells, FIT_CELLS)).astype(int))
+    u, s, w = u[sub], s[sub], w[sub]
     ui = u / scaling[None]
     um = jnp.where(w > 0, ui, jnp.nan)
     sm = jnp.where(w > 0, s, jnp.nan)
@@ -139,8 +143,13 @@ def _lm_run(carry, u, s, w, std_u, std_s, n_steps, n_grid, regrid):
     return carry
 
 
+#: cells (at most, evenly spread) of the main Levenberg-Marquardt iterations; with more
+#: cells, ``POLISH_STEPS`` steps on all of them follow (per-step cost grows with cells,
+#: the parameters' precision hardly does past a thousand)
+FIT_CELLS = 512
+POLISH_STEPS = 4
 #: grid points per branch of the final placement of the cells
-FINAL_GRID = 64
+FINAL_GRID = 32
 #: cells (at most) on which the starts are compared before the full fit
 START_CELLS = 256
 
@@ -150,11 +159,20 @@ START_CELLS = 256
 COMPILER_OPTIONS = {"xla_llvm_disable_expensive_passes": True}
 
 
-def _fit_all_impl(u, s, w, n_starts_steps, n_steps, n_grid, regrid):
+#: genes fitted together in one pass, chosen so that a pass's arrays (cells x genes)
+#: stay near this many elements: the fit is memory-bound once they leave the cache
+CHUNK_ELEMENTS = 2**21
+
+
+def _fit_chunk(u, s, w, n_starts_steps, n_steps, n_grid, regrid):
+    """Fit the genes of one chunk (``(C, g)`` arrays), all at once."""
     theta0, std_u, std_s = initial_guesses(u, s, w)
     n_cells = u.shape[0]
     # the starts are run on an evenly spread subset of the cells, the best goes on
     sub = np.unique(np.linspace(0, n_cells - 1, min(n_cells, START_CELLS)).astype(int))
+
+    fit_sub = np.unique(np.linspace(0, n_cells - 1, min(n_cells, FIT_CELLS)).astype(int))
+    polish = n_cells > FIT_CELLS and n_steps > 0
 
     def gene(theta0, u, s, w, std_u, std_s):
         data = (u[sub], s[sub], w[sub], std_u, std_s)
@@ -162,9 +180,13 @@ def _fit_all_impl(u, s, w, n_starts_steps, n_steps, n_grid, regrid):
         carry = jax.vmap(lambda c: _lm_run(c, *data, n_starts_steps, n_grid, regrid))(
             carry)
         best = jnp.argmin(jnp.where(jnp.isfinite(carry[-2]), carry[-2], jnp.inf))
-        data = (u, s, w, std_u, std_s)
-        carry = _lm_init(carry[0][best], *data, n_grid)
-        carry = _lm_run(carry, *data, n_steps, n_grid, regrid)
+        theta = carry[0][best]
+        data = (u[fit_sub], s[fit_sub], w[fit_sub], std_u, std_s)
+        carry = _lm_run(_lm_init(theta, *data, n_grid), *data, n_steps, n_grid, regrid)
+        if polish:  # a few steps on every cell from the subset's optimum
+            data = (u, s, w, std_u, std_s)
+            carry = _lm_run(_lm_init(carry[0], *data, n_grid), *data, POLISH_STEPS,
+                            n_grid, regrid)
         return carry[0], carry[-2]
 
     theta, _ = jax.vmap(gene, in_axes=(0, 1, 1, 1, 0, 0))(theta0, u, s, w, std_u, std_s)
@@ -173,6 +195,28 @@ def _fit_all_impl(u, s, w, n_starts_steps, n_steps, n_grid, regrid):
                         in_axes=(1, 1, 0, 0, 0), out_axes=1)(u, s, theta, std_u, std_s)
     mse = jnp.sum(w * d, 0) / jnp.maximum(jnp.sum(w, 0), 1.0)
     return theta, mse, std_u, std_s, t, on, d
+
+
+def _fit_all_impl(u, s, w, n_starts_steps, n_steps, n_grid, regrid):
+    """All genes, in chunks of genes (``lax.map``) so that each pass fits in cache."""
+    n_cells, n_genes = u.shape
+    chunk = int(min(n_genes, max(1, CHUNK_ELEMENTS // n_cells)))
+    n_chunks = -(-n_genes // chunk)
+    pad = n_chunks * chunk - n_genes
+
+    def split(a):  # (C, G) -> (n_chunks, C, chunk), padded with copies of gene 0
+        if pad:
+            a = jnp.concatenate([a, jnp.repeat(a[:, :1], pad, axis=1)], axis=1)
+        return a.reshape(n_cells, n_chunks, chunk).transpose(1, 0, 2)
+
+    out = jax.lax.map(lambda x: _fit_chunk(*x, n_starts_steps, n_steps, n_grid, regrid),
+                      (split(u), split(s), split(w)))
+    theta, mse, std_u, std_s, t, on, d = out
+    per_gene = [a.reshape((n_chunks * chunk,) + a.shape[2:])[:n_genes]
+                for a in (theta, mse, std_u, std_s)]
+    per_cell = [a.transpose(1, 0, 2).reshape(n_cells, n_chunks * chunk)[:, :n_genes]
+                for a in (t, on, d)]
+    return (*per_gene, *per_cell)
 
 
 _fit_all = jax.jit(_fit_all_impl, static_argnames=("n_starts_steps", "n_steps", "n_grid",
