@@ -147,7 +147,7 @@ def _lm_run(carry, u, s, w, std_u, std_s, n_steps, n_grid, regrid):
 #: cells, ``POLISH_STEPS`` steps on all of them follow (per-step cost grows with cells,
 #: the parameters' precision hardly does past a thousand)
 FIT_CELLS = 512
-POLISH_STEPS = 4
+POLISH_STEPS = 2
 #: grid points per branch of the final placement of the cells
 FINAL_GRID = 32
 #: cells (at most) on which the starts are compared before the full fit
