@@ -64,6 +64,24 @@ def test_closed_form_jacobian_matches_autodiff(theta):
     np.testing.assert_allclose(js, ref[1].T, rtol=1e-9, atol=1e-9 * np.abs(js).max())
 
 
+def test_shared_clock_jacobian_matches_autodiff():
+    """With absolute times, the repression branch's elapsed time moves with t_."""
+    from jaxcell.velocity._latent_time import shared_jacobian
+
+    t = jnp.linspace(0.1, 19.0, 57)
+    th = jnp.log(jnp.asarray([5.0, 0.5, 0.3, 9.0, 1.3]))
+
+    def curve(th):
+        a, b, g, ts, c = K.unpack(th)
+        u, s, _ = K.at_time(t, a, b, g, ts)
+        return jnp.stack([c * u, s])
+
+    _, _, ju, js = shared_jacobian(th, t)
+    ref = jax.jacfwd(curve)(th)
+    np.testing.assert_allclose(ju, ref[0].T, rtol=1e-9, atol=1e-12 * np.abs(ju).max())
+    np.testing.assert_allclose(js, ref[1].T, rtol=1e-9, atol=1e-12 * np.abs(js).max())
+
+
 def _noisy(seed=1):
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0, 20, 80))
