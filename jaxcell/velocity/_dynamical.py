@@ -20,12 +20,18 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array
 
 from .._devices import resolve_devices
-from ._kinetics import cell_times, curve_jacobian, distance, loglik_from_mse, project, refine
+from ._kinetics import (
+    cell_times,
+    curve_jacobian,
+    distance,
+    lm_trial,
+    loglik_from_mse,
+    project,
+    refine,
+)
 
 #: switch times of the starts, in units of ``1/beta`` (``beta = 1`` at the start)
 START_SWITCH = (0.7, 1.5, 3.0)
-#: bounds of the log-parameters while fitting
-LOG_BOUNDS = (np.log(1e-6), np.log(1e6))
 
 
 def fit_weights(u: np.ndarray, s: np.ndarray, perc: float = 99.0) -> np.ndarray:
@@ -101,16 +107,7 @@ def _lm_step(u, s, w, sw, std_u, std_s, n_grid, regrid):
         on = d_on <= d_off
         tau = jnp.where(on, tau_on, tau_off)
         cu, st, ju, js = curve_jacobian(theta, tau, on)
-        ru, rs = sw * (cu - u) / std_u, sw * (st - s) / std_s
-        ju, js = sw[None] * ju / std_u, sw[None] * js / std_s
-        ju = jnp.where(jnp.isfinite(ju), ju, 0.0)
-        js = jnp.where(jnp.isfinite(js), js, 0.0)
-        g = jnp.sum(ju * ru[None] + js * rs[None], axis=1)
-        h = jnp.sum(ju[:, None] * ju[None] + js[:, None] * js[None], axis=2)
-        damp = lam * (jnp.diag(h) + 1e-12 * jnp.trace(h) + 1e-300)
-        delta = jnp.linalg.solve(h + jnp.diag(damp), g)
-        delta = jnp.where(jnp.all(jnp.isfinite(delta)), delta, 0.0)
-        trial = jnp.clip(theta - jnp.clip(delta, -2.0, 2.0), *LOG_BOUNDS)
+        trial, _ = lm_trial(theta, lam, cu, st, ju, js, u, s, sw, std_u, std_s)
         t_on, t_off, td_on, td_off = jax.lax.cond(
             i % regrid == 0,
             lambda: project(u, s, trial, std_u, std_s, n_grid, 2),

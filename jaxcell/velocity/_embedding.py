@@ -36,9 +36,10 @@ def neighbour_indices(adata: Any) -> tuple[np.ndarray, np.ndarray]:
     k = max(int(counts.max()), 1)
     idx = np.zeros((adata.n_obs, k), dtype=np.int64)
     mask = np.zeros((adata.n_obs, k), dtype=bool)
-    for i in range(adata.n_obs):  # host-side gather of a sparse graph, once
-        cols = graph.indices[graph.indptr[i]:graph.indptr[i + 1]]
-        idx[i, :cols.size], mask[i, :cols.size] = cols, True
+    rows = np.repeat(np.arange(adata.n_obs), counts)
+    slots = np.arange(graph.indices.size) - graph.indptr[rows]
+    idx[rows, slots] = graph.indices
+    mask[rows, slots] = True
     return idx, mask
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
 from ..cellular import splicing_solution
@@ -235,3 +236,27 @@ def curve_jacobian(theta, tau, on):
     ju = jnp.stack([c * u, c * beta * du_b, zero, c * t_ * du_t, c * u])
     js = jnp.stack([s, beta * ds_b, gamma * ds_g, t_ * ds_t, zero])
     return c * u, s, ju, js
+
+
+#: bounds of the log-parameters while fitting
+LOG_BOUNDS = (float(np.log(1e-6)), float(np.log(1e6)))
+
+
+def lm_trial(theta, lam, cu, st, ju, js, u, s, sw, std_u, std_s):
+    """One damped Gauss-Newton (Levenberg-Marquardt) proposal for a gene's
+    log-parameters from the curve and its Jacobian at the cells' current times.
+
+    Returns ``(trial, sq)``: the proposed parameters (steps clipped to 2 in log space,
+    parameters to ``LOG_BOUNDS``) and the current weighted sum of squares.
+    """
+    ru, rs = sw * (cu - u) / std_u, sw * (st - s) / std_s
+    ju, js = sw[None] * ju / std_u, sw[None] * js / std_s
+    ju = jnp.where(jnp.isfinite(ju), ju, 0.0)
+    js = jnp.where(jnp.isfinite(js), js, 0.0)
+    g = jnp.sum(ju * ru[None] + js * rs[None], axis=1)
+    h = jnp.sum(ju[:, None] * ju[None] + js[:, None] * js[None], axis=2)
+    damp = lam * (jnp.diag(h) + 1e-12 * jnp.trace(h) + 1e-300)
+    delta = jnp.linalg.solve(h + jnp.diag(damp), g)
+    delta = jnp.where(jnp.all(jnp.isfinite(delta)), delta, 0.0)
+    trial = jnp.clip(theta - jnp.clip(delta, -2.0, 2.0), *LOG_BOUNDS)
+    return trial, jnp.sum(ru * ru) + jnp.sum(rs * rs)

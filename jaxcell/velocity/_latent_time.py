@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._dynamical import COMPILER_OPTIONS, FIT_CELLS
-from ._kinetics import at_time, curve_jacobian, unpack
+from ._kinetics import at_time, curve_jacobian, lm_trial, unpack
 
 #: the clock is fixed by putting this quantile of the cells' times at the same
 #: fraction of ``t_max`` (a range robust to a few outlying cells)
@@ -66,18 +66,9 @@ def _gene_lm(theta, lam, t, u, s, w, std_u, std_s, n_steps):
     def step(carry, _):
         theta, lam = carry
         cu, st, ju, js = shared_jacobian(theta, t)
-        ru, rs = sw * (cu - u) / std_u, sw * (st - s) / std_s
-        ju, js = sw[None] * ju / std_u, sw[None] * js / std_s
-        ju = jnp.where(jnp.isfinite(ju), ju, 0.0)
-        js = jnp.where(jnp.isfinite(js), js, 0.0)
-        g = jnp.sum(ju * ru[None] + js * rs[None], axis=1)
-        h = jnp.sum(ju[:, None] * ju[None] + js[:, None] * js[None], axis=2)
-        delta = jnp.linalg.solve(h + jnp.diag(lam * (jnp.diag(h) + 1e-12 * jnp.trace(h)
-                                                     + 1e-300)), g)
-        delta = jnp.where(jnp.all(jnp.isfinite(delta)), delta, 0.0)
-        trial = jnp.clip(theta - jnp.clip(delta, -2.0, 2.0), np.log(1e-6), np.log(1e6))
+        trial, current = lm_trial(theta, lam, cu, st, ju, js, u, s, sw, std_u, std_s)
         new = sq(trial)
-        ok = jnp.isfinite(new) & (new < jnp.sum(ru * ru) + jnp.sum(rs * rs))
+        ok = jnp.isfinite(new) & (new < current)
         return (jnp.where(ok, trial, theta),
                 jnp.clip(jnp.where(ok, lam / 3.0, lam * 4.0), 1e-9, 1e9)), None
 
