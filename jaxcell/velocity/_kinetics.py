@@ -134,14 +134,6 @@ def refine(u, s, tau_on, tau_off, theta, std_u, std_s, steps: int = 1):
             _refine(jnp.clip(tau_off, 0.0, span), 0.0, span, False, *args))
 
 
-def loss_at(theta, u, s, w, std_u, std_s, tau_on, tau_off) -> Array:
-    """Mean squared standardised distance of the weighted cells at given branch times
-    (each cell on its nearer branch)."""
-    d_on = distance(u, s, tau_on, True, theta, std_u, std_s)
-    d_off = distance(u, s, tau_off, False, theta, std_u, std_s)
-    return jnp.sum(w * jnp.minimum(d_on, d_off)) / jnp.maximum(jnp.sum(w), 1.0)
-
-
 def gene_loss(theta: Array, u: Array, s: Array, w: Array, std_u: Array, std_s: Array,
               n_grid: int = 24, steps: int = 3) -> Array:
     """Mean squared standardised distance of the weighted cells to the fitted curve.
@@ -169,14 +161,6 @@ def cell_times(u, s, theta, std_u, std_s, n_grid: int = 24, steps: int = 3):
     on = d_on <= d_off
     t_ = jnp.exp(theta[3])
     return jnp.where(on, tau_on, t_ + tau_off), on, jnp.where(on, d_on, d_off)
-
-
-def residuals(theta, u, s, sw, std_u, std_s, tau, on):
-    """Weighted standardised residuals ``(2C,)`` at given times and branches
-    (``sw``: square roots of the normalised cell weights)."""
-    alpha, beta, gamma, t_, scaling = unpack(theta)
-    ut, st = branch(tau, on, alpha, beta, gamma, t_)
-    return jnp.concatenate([sw * (scaling * ut - u) / std_u, sw * (st - s) / std_s])
 
 
 def _k_terms(tau, beta, gamma):
